@@ -1,0 +1,97 @@
+"""Normalisation layers selectable by `config.model.norm`, and the conv initialiser the families share.
+
+Models ask `norm_layer(spec, train)` for a factory and call `factory(channels, name)` after each conv, so one
+config value swaps BatchNorm for GroupNorm (small or per-device batches), instance or layer norm, or nothing.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from dl4cv_jax.choices import choose, require
+
+# PyTorch's epsilon for every norm, so results and published recipes carry over (Flax defaults to 1e-6).
+EPSILON = 1e-5
+
+# He et al. 2015 init with fan_out, as torchvision's ResNet and VGG use for their convs.
+conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+# A factory builds the norm that follows a conv with `channels` outputs; `name` names it in the param tree.
+NormFactory = Callable[[int, str], Callable[[jax.Array], jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class NormSpec:
+    """What `config.model` says about normalisation; frozen so it can be a field of a Flax module."""
+
+    name: str = "batch"
+    groups: int = 32
+    momentum: float = 0.9
+
+
+def norm_spec_from_config(model_config: ml_collections.ConfigDict) -> NormSpec:
+    """Reads and validates the norm fields of `config.model`, so a typo fails at build time, not at init."""
+    spec = NormSpec(
+        name=model_config.norm,
+        groups=int(model_config.group_norm_groups),
+        momentum=float(model_config.bn_momentum),
+    )
+    choose(NORMS, "model.norm", spec.name)
+    require(spec.groups >= 1, "model.group_norm_groups", spec.groups, "must be >= 1")
+    require(0.0 <= spec.momentum < 1.0, "model.bn_momentum", spec.momentum, "must be in [0, 1)")
+    return spec
+
+
+def largest_divisor_at_most(channels: int, limit: int) -> int:
+    """The largest divisor of `channels` that is <= `limit`: GroupNorm needs groups dividing the channels."""
+    return max(d for d in range(1, min(channels, limit) + 1) if channels % d == 0)
+
+
+def _batch(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
+    # Running statistics live in the 'batch_stats' collection; callers apply with mutable=['batch_stats'].
+    return nn.BatchNorm(use_running_average=not train, momentum=spec.momentum, epsilon=EPSILON, name=name)
+
+
+def _group(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
+    groups = largest_divisor_at_most(channels, spec.groups)
+    return nn.GroupNorm(num_groups=groups, epsilon=EPSILON, name=name)
+
+
+def _instance(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
+    return nn.InstanceNorm(epsilon=EPSILON, name=name)
+
+
+def _layer(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
+    # Over H, W and C of each example with a per-channel scale and bias (GroupNorm with one group, as in
+    # Wu & He 2018), not nn.LayerNorm's channels-only default, which would be a per-pixel norm.
+    return nn.GroupNorm(num_groups=1, epsilon=EPSILON, name=name)
+
+
+def _none(spec: NormSpec, train: bool, channels: int, name: str) -> Callable[[jax.Array], jax.Array]:
+    return lambda x: x
+
+
+NORMS: dict[str, Callable[..., Callable[[jax.Array], jax.Array]]] = {
+    "batch": _batch,
+    "group": _group,
+    "instance": _instance,
+    "layer": _layer,
+    "none": _none,
+}
+
+
+def norm_layer(spec: NormSpec, train: bool) -> NormFactory:
+    """Maps `spec.name` to a factory `(channels, name) -> layer`; unknown names raise ConfigError.
+
+    Call it inside a `@nn.compact` method: the layers it builds attach to the module being defined.
+    """
+    return functools.partial(choose(NORMS, "model.norm", spec.name), spec, train)
+
+
+def conv_bias(spec: NormSpec) -> bool:
+    """Whether a conv followed by this norm needs a bias: only without a norm, whose shift would cancel it."""
+    return spec.name == "none"
