@@ -37,8 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.image_size = 0  # resize to image_size x image_size; 0 = keep the source's size
     config.data.channels = 0  # 1 or 3 to convert; 0 = keep the source's channels
     config.data.max_train_examples = 0  # stratified subset of train for quick runs; 0 = all
-    config.data.val_fraction = 0.2  # of all examples, when the source has no validation split
-    config.data.test_fraction = 0.2  # of all examples, when the source has no test split
+    config.data.val_fraction = 0.2  # of the train pool, carved (stratified) when the source has no validation split
+    config.data.test_fraction = 0.2  # of the train pool, carved (stratified) when the source has no test split
     config.data.train_split = "train"  # tfds split names
     config.data.val_split = ""  # tfds validation split; '' = carve a stratified slice from train
     config.data.test_split = "test"
@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.crop_padding = 4  # pixels of padding for the random crop
     config.data.mean = ()  # per-channel mean in [0, 1]; () = measured on the training images
     config.data.std = ()  # per-channel std in [0, 1]; () = measured on the training images
+    config.data.max_in_memory_mb = 2048  # splits smaller than this (decoded) are held in memory, larger ones streamed
     config.data.shuffle_buffer = 0  # tfds streaming shuffle buffer; 0 = 16 x batch_size
     config.data.synthetic_examples = 512  # source=synthetic: examples per split (train; val/test get 1/4)
     config.data.synthetic_classes = 10  # source=synthetic: number of classes
