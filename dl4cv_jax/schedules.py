@@ -37,9 +37,7 @@ def check_learning_rate(config: ConfigDict) -> float:
 
 
 def _end_fraction(sched: ConfigDict) -> float:
-    require(
-        0.0 <= sched.end_fraction <= 1.0, "schedule.end_fraction", sched.end_fraction, "must be in [0, 1]"
-    )
+    require(0.0 <= sched.end_fraction <= 1.0, "schedule.end_fraction", sched.end_fraction, "must be in [0, 1]")
     return sched.end_fraction
 
 
@@ -132,9 +130,7 @@ def make_schedule(config: ConfigDict, steps_per_epoch: int, num_epochs: int) -> 
     builder = choose(SCHEDULES, "schedule.name", sched.name)
     peak = check_learning_rate(config)
     if steps_per_epoch < 1:
-        raise ValueError(
-            f"steps_per_epoch={steps_per_epoch} must be >= 1 (is the training set smaller than a batch?)"
-        )
+        raise ValueError(f"steps_per_epoch={steps_per_epoch} must be >= 1 (is the training set smaller than a batch?)")
     require(num_epochs >= 1, "num_epochs", num_epochs, "must be >= 1")
     total = steps_per_epoch * num_epochs
     key = "schedule.warmup_epochs"
@@ -155,9 +151,7 @@ def make_plateau(config: ConfigDict) -> optax.GradientTransformationExtraArgs | 
     sched = config.schedule
     if sched.name != "reduce_on_plateau":
         return None
-    require(
-        0.0 < sched.plateau_factor < 1.0, "schedule.plateau_factor", sched.plateau_factor, "must be in (0, 1)"
-    )
+    require(0.0 < sched.plateau_factor < 1.0, "schedule.plateau_factor", sched.plateau_factor, "must be in (0, 1)")
     require(sched.plateau_patience >= 1, "schedule.plateau_patience", sched.plateau_patience, "must be >= 1")
     require(sched.plateau_min_delta > 0, "schedule.plateau_min_delta", sched.plateau_min_delta, "must be > 0")
     require(sched.plateau_cooldown >= 0, "schedule.plateau_cooldown", sched.plateau_cooldown, "must be >= 0")

@@ -1,0 +1,1 @@
+"""Training: the train state, the jit-compiled steps, sharding over devices, checkpoints, callbacks and the loop."""

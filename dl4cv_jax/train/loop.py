@@ -1,0 +1,304 @@
+"""`train_and_evaluate`: the training loop, from a config to a workdir with checkpoints and test metrics.
+
+Per epoch: train, validate, log (history.csv, TensorBoard, console), checkpoint latest (for resume) and best
+(by `checkpoint.monitor`), early stopping, reduce-on-plateau. At the end: restore the best checkpoint and
+evaluate it on the test split. Every random choice derives from `config.seed` and the epoch or step, so a
+resumed run continues exactly where an uninterrupted one would be.
+"""
+
+import dataclasses
+import functools
+import math
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training.early_stopping import EarlyStopping
+
+from dl4cv_jax import data as data_lib
+from dl4cv_jax import losses, monitor, optim, schedules
+from dl4cv_jax.choices import choose, require
+from dl4cv_jax.models import MODELS, create_model
+from dl4cv_jax.train import callbacks as callbacks_lib
+from dl4cv_jax.train import run_files, sharding, steps
+from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
+from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the best checkpoint so far is kept."""
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Everything built once from the config: data, model, schedule, compiled steps, shardings."""
+
+    config: ml_collections.ConfigDict
+    data: Any
+    mesh: jax.sharding.Mesh
+    schedule: optax.Schedule
+    plateau: Any
+    steps_per_epoch: int
+    train_step: Any
+    eval_step: Any
+    higher_is_better: bool
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        return sharding.shard_batch(batch, sharding.batch_sharding(self.mesh))
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Fails at once, before any data is read, on names and values no component accepts."""
+    choose(MODELS, "model.name", config.model.name)
+    choose(losses.LOSSES, "loss", config.loss)
+    choose(optim.OPTIMIZERS, "optimizer.name", config.optimizer.name)
+    choose(schedules.SCHEDULES, "schedule.name", config.schedule.name)
+    choose(data_lib.SOURCES, "data.source", config.data.source)
+    monitor.monitor_mode(config.checkpoint.monitor)
+    schedules.check_learning_rate(config)
+    require(config.num_epochs > 0, "num_epochs", config.num_epochs, "must be > 0")
+    sharding.check_batch_size(config.batch_size)
+    sharding.check_batch_size(config.eval_batch_size or config.batch_size, "eval_batch_size")
+
+
+def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer, TrainState]:
+    """Builds model, optimizer and compiled steps for `data`; returns them with a freshly initialised state."""
+    check_config(config)
+    higher_is_better = monitor.monitor_mode(config.checkpoint.monitor)
+    steps_per_epoch = data_lib.steps_per_epoch(data, config)
+    schedule = schedules.make_schedule(config, steps_per_epoch, config.num_epochs)
+    plateau = schedules.make_plateau(config)
+    tx = optim.make_optimizer(config, schedule)
+    model = create_model(config.model, losses.num_outputs(config.loss, data.num_classes))
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    state = create_train_state(model, init_key, data.image_shape, tx, plateau)
+
+    mesh = sharding.make_mesh()
+    state = sharding.replicate(state, mesh)
+    common = dict(loss_fn=losses.make_loss(config), loss_name=config.loss, mean=data.mean, std=data.std)
+    repl, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    train_step = jax.jit(
+        functools.partial(steps.train_step, dropout_key=dropout_key, **common),
+        in_shardings=(repl, batch),
+        out_shardings=(repl, repl),
+        donate_argnums=(0,),
+    )
+    eval_step = jax.jit(functools.partial(steps.eval_step, **common), in_shardings=(repl, batch), out_shardings=repl)
+    trainer = Trainer(config, data, mesh, schedule, plateau, steps_per_epoch, train_step, eval_step, higher_is_better)
+    return trainer, state
+
+
+def evaluate(trainer: Trainer, state: TrainState, split: str) -> dict[str, float]:
+    """Loss and accuracy over every example of `split` (padding masked out)."""
+    batches = data_lib.eval_batches(trainer.data, split, trainer.config, jax.process_index(), jax.process_count())
+    # Sums stay on the device until the end (no sync per batch) and are added up in float64 on the host.
+    sums = jax.device_get([trainer.eval_step(state, trainer.put_batch(batch)) for batch in batches])
+    totals = {key: math.fsum(float(s[key]) for s in sums) for key in sums[0]}
+    count = float(totals["count"])
+    return {
+        "loss": float(totals["loss_sum"]) / count,
+        "accuracy": float(totals["correct"]) / count,
+        "num_examples": int(round(count)),
+    }
+
+
+def _check_finite(loss: float, step: int, workdir: pathlib.Path) -> None:
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"loss became {loss} at step {step}; training stopped. The best checkpoint so far is kept in "
+            f"{workdir / 'checkpoints' / BEST}. Try a lower optimizer.learning_rate or optimizer.grad_clip_norm."
+        )
+
+
+def train_epoch(
+    trainer: Trainer, state: TrainState, epoch: int, callbacks: callbacks_lib.Callback, workdir: pathlib.Path
+) -> tuple[TrainState, dict[str, float]]:
+    """One pass over the training batches of `epoch` (0-based); returns the state and mean train metrics."""
+    config = trainer.config
+    step = epoch * trainer.steps_per_epoch
+    start = time.perf_counter()
+    history = []
+    for batch in data_lib.train_batches(trainer.data, config, epoch, jax.process_index(), jax.process_count()):
+        state, metrics = trainer.train_step(state, trainer.put_batch(batch))
+        step += 1
+        history.append(metrics)
+        callbacks.on_batch_end(step, metrics)
+        if step % config.log_every_steps == 0:
+            _check_finite(float(metrics["loss"]), step, workdir)
+    history = jax.device_get(history)
+    means = {key: float(np.mean([m[key] for m in history])) for key in history[0]}
+    seconds = time.perf_counter() - start
+    _check_finite(float(means["loss"]), step, workdir)
+    return state, {
+        "loss": float(means["loss"]),
+        "accuracy": float(means["accuracy"]),
+        "seconds": seconds,
+        "images_per_second": len(history) * config.batch_size / seconds,
+    }
+
+
+def _tracker_to_json(tracker: EarlyStopping) -> dict[str, Any]:
+    return {"best_metric": tracker.best_metric, "patience_count": tracker.patience_count}
+
+
+def _tracker_from_json(tracker: EarlyStopping, saved: dict[str, Any]) -> EarlyStopping:
+    return tracker.replace(best_metric=saved["best_metric"], patience_count=saved["patience_count"])
+
+
+def _initial_loop_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    # Both trackers minimise: a higher-is-better monitor is fed negated. The best-checkpoint tracker counts any
+    # improvement (min_delta 0, like Keras' save_best_only); early stopping uses early_stopping.min_delta.
+    return {
+        "epoch": 0,
+        "best_epoch": 0,
+        "stopped_early": False,
+        "best": _tracker_to_json(EarlyStopping(min_delta=0.0)),
+        "early": _tracker_to_json(EarlyStopping(min_delta=config.early_stopping.min_delta)),
+    }
+
+
+def _learning_rate(trainer: Trainer, state: TrainState, step: int) -> float:
+    return float(trainer.schedule(max(step - 1, 0))) * float(state.lr_scale())
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    callbacks: Sequence[callbacks_lib.Callback] = (),
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint if any) and returns the test metrics."""
+    check_config(config)
+    data = data_lib.load_data(config)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    trainer, state = build_trainer(config, data)
+    run_files.check_or_write_config(workdir, config)
+    run_files.write_json(workdir / "class_names.json", list(data.class_names))
+    run_files.record_run_start(workdir, config.seed)
+    logging.info("data: %s", data.describe())
+    logging.info(
+        "model %s: %s parameters; %d devices; %d steps/epoch",
+        config.model.name,
+        f"{count_parameters(state.params):,}",
+        jax.device_count(),
+        trainer.steps_per_epoch,
+    )
+
+    store = CheckpointStore(workdir)
+    loop = _initial_loop_state(config)
+    if store.latest_step(LATEST) is not None:
+        state, loop = store.restore(LATEST, state)
+        logging.info("resuming from %s at epoch %d", store.root / LATEST, loop["epoch"])
+
+    chief = jax.process_index() == 0
+    builtin: list[callbacks_lib.Callback] = []
+    if chief:  # one process writes the files; the progress bar goes first so it is closed before logging
+        if show_progress:
+            builtin.append(callbacks_lib.ProgressBar(config.batch_size, config.log_every_steps))
+        builtin += [callbacks_lib.HistoryCSV(workdir / "history.csv"), callbacks_lib.TensorBoard(workdir)]
+    all_callbacks = callbacks_lib.CallbackList([*builtin, *callbacks])
+    try:
+        state, loop = _fit(trainer, state, loop, store, all_callbacks, workdir)
+        test = _test_best(trainer, state, store, workdir)
+        all_callbacks.on_train_end(test)
+    finally:
+        store.close()
+    return test
+
+
+def _fit(trainer, state, loop, store, callbacks, workdir):
+    """The epoch loop: train, validate, log, checkpoint, early-stop, reduce on plateau."""
+    config = trainer.config
+    sign = -1.0 if trainer.higher_is_better else 1.0
+    best = _tracker_from_json(EarlyStopping(min_delta=0.0), loop["best"])
+    early = _tracker_from_json(EarlyStopping(min_delta=config.early_stopping.min_delta), loop["early"])
+    callbacks.on_train_begin(loop["epoch"], config.num_epochs, trainer.steps_per_epoch)
+    for epoch in range(loop["epoch"], config.num_epochs):
+        if loop["stopped_early"]:
+            break
+        callbacks.on_epoch_begin(epoch + 1)
+        state, train = train_epoch(trainer, state, epoch, callbacks, workdir)
+        val = evaluate(trainer, state, "val")
+        step = (epoch + 1) * trainer.steps_per_epoch
+        logs = {
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"],
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "learning_rate": _learning_rate(trainer, state, step),
+            "epoch_seconds": train["seconds"],
+            "images_per_second": train["images_per_second"],
+        }
+        monitored = sign * logs[config.checkpoint.monitor]
+        best = best.update(monitored)
+        early = early.update(monitored)
+        if trainer.plateau is not None:
+            new_plateau = schedules.step_plateau(
+                trainer.plateau,
+                state.plateau_state,
+                logs[config.checkpoint.monitor],
+                trainer.higher_is_better,
+            )
+            state = state.replace(plateau_state=new_plateau)
+        patience = config.early_stopping.patience
+        loop = {
+            "epoch": epoch + 1,
+            "best_epoch": epoch + 1 if best.has_improved else loop["best_epoch"],
+            "stopped_early": bool(patience > 0 and early.patience_count >= patience),
+            "best": _tracker_to_json(best),
+            "early": _tracker_to_json(early),
+        }
+        if best.has_improved:
+            store.save(BEST, step, state, loop)
+        store.save(LATEST, step, state, loop)
+        callbacks.on_epoch_end(epoch + 1, logs)
+        logging.info(
+            "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs %.0f img/s%s",
+            epoch + 1,
+            config.num_epochs,
+            logs["train_loss"],
+            logs["train_accuracy"],
+            logs["val_loss"],
+            logs["val_accuracy"],
+            logs["learning_rate"],
+            logs["epoch_seconds"],
+            logs["images_per_second"],
+            "  *best*" if best.has_improved else "",
+        )
+        if loop["stopped_early"]:
+            logging.info(
+                "early stopping: %s did not improve by %g for %d epochs",
+                config.checkpoint.monitor,
+                config.early_stopping.min_delta,
+                patience,
+            )
+    return state, loop
+
+
+def _test_best(trainer: Trainer, state: TrainState, store: CheckpointStore, workdir: pathlib.Path) -> dict:
+    """Restores the best checkpoint, evaluates it on the test split and writes test_metrics.json."""
+    store.wait()
+    best_step = store.latest_step(BEST)
+    if best_step is not None:
+        state, _ = store.restore(BEST, state)
+    test = evaluate(trainer, state, "test")
+    test["checkpoint_step"] = int(best_step if best_step is not None else state.step)
+    if jax.process_index() == 0:
+        run_files.write_json(workdir / "test_metrics.json", test)
+    logging.info(
+        "test (best checkpoint, step %d): loss %.4f accuracy %.4f on %d examples",
+        test["checkpoint_step"],
+        test["loss"],
+        test["accuracy"],
+        test["num_examples"],
+    )
+    return test

@@ -1,0 +1,117 @@
+"""The small files a run leaves in its workdir besides checkpoints: config.json, run_info.json, class_names.json,
+test_metrics.json. They make a workdir self-describing: evaluation and reproduction need nothing else."""
+
+import datetime
+import importlib.metadata
+import json
+import pathlib
+import platform
+import subprocess
+import sys
+from typing import Any
+
+import jax
+import ml_collections
+
+from dl4cv_jax.choices import ConfigError
+
+PACKAGES = ("dl4cv_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-cpu", "numpy")
+
+
+def write_json(path: pathlib.Path, payload: Any) -> None:
+    """Writes JSON atomically (temp file + rename), so a killed run never leaves half a file."""
+    path = pathlib.Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: pathlib.Path) -> Any:
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The resolved config as plain JSON types (tuples become lists)."""
+    return json.loads(config.to_json())
+
+
+def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Writes config.json; if the workdir already holds a run with a different config, refuses to touch it.
+
+    Resuming a run with other settings would silently mix two experiments in one workdir.
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    current = config_to_dict(config)
+    if path.exists():
+        saved = _flatten(read_json(path))
+        now = _flatten(current)
+        changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+        if changed:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+            raise ConfigError(
+                f"--workdir={workdir} holds a run with a different config ({shown}); "
+                "pass a new --workdir, or the same config to resume"
+            )
+        return
+    write_json(path, current)
+
+
+def _git_commit() -> str | None:
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_info(seed: int) -> dict[str, Any]:
+    """What is needed to tell two runs apart: seed, code version, package versions, devices, time."""
+    return {
+        "seed": seed,
+        "git_commit": _git_commit(),
+        "packages": _versions(),
+        "python": platform.python_version(),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        "process_count": jax.process_count(),
+        "host": platform.node(),
+        "command": sys.argv,
+        "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def record_run_start(workdir: pathlib.Path, seed: int) -> None:
+    """Writes run_info.json; a resumed run appends its own start under `resumes` instead of overwriting."""
+    path = pathlib.Path(workdir) / "run_info.json"
+    info = run_info(seed)
+    if path.exists():
+        saved = read_json(path)
+        saved.setdefault("resumes", []).append(info)
+        info = saved
+    write_json(path, info)
