@@ -1,114 +1,127 @@
-"""Training augmentations as pure functions: random parameters drawn statelessly, then applied to a batch.
+"""Training augmentations: parsed from config.data.augment, parameters drawn per epoch, applied per batch.
 
-Each augmentation is split in two:
-- `draw(seed, n)`: the random parameters of all n examples of the split for one epoch, from a stateless tf.random
-  op keyed by a [2] int seed (folded from config.seed, the epoch and the augmentation's position in the list);
-- `apply(images, params)`: a deterministic function of a uint8 [B, H, W, C] batch and its examples' rows of the
-  table (gathered by example index).
-So an example's augmentation is a pure function of (config.seed, epoch, example index): it does not depend on
-thread scheduling, on the batch it lands in, or on how many processes share the global batch. Applying it per
-batch (not per image) runs about 5x faster in tf.data.
+Format: a tuple of items, or one comma-separated string (what `--config.data.augment=...` gives), each item a name
+with optional parameters in brackets, positional or by keyword, e.g.
+    ("crop(4, reflect)", "flip", "rotate(15)", "cutout(size=8)")  or  "crop(4,reflect),flip,rotate(15),mixup(0.2)"
+Applied in the order given; `ACCEPTED` (and the ConfigError for a bad item) lists every name with its parameters.
+
+Each augmentation is split in two, which is what makes it a pure function of (seed, epoch, example index):
+- `draw(rng, n)`: the random parameters of all n examples of the split for one epoch, as a numpy table, from a
+  generator seeded by (config.seed, epoch, the augmentation's position in the list);
+- `op(images, rows)`: a deterministic function of a uint8 [B, H, W, C] batch and its examples' table rows, one
+  implementation per pipeline (`augment_ops.OPS` for tf.data, `device.OPS` on the accelerator).
+So the result does not depend on thread scheduling, on the batch an example lands in, or on the number of
+processes; and the device pipeline (`device.py`) applies the very same tables, so both paths agree bit for bit.
+mixup and cutmix act on the batch (an example is mixed with its neighbour in the epoch order) and turn the
+labels into float [B, num_classes] targets; they come after every per-example augmentation (both may be given:
+they then compose, cutmix pasting into the mixed images).
 """
 
-import dataclasses
+import inspect
+import re
 from collections.abc import Callable, Sequence
 
-from dl4cv_jax.choices import choose, require
-from dl4cv_jax.data.tf_runtime import tf
+import numpy as np
 
+from dl4cv_jax.choices import ConfigError, choose
+from dl4cv_jax.data.augment_catalog import BUILDERS, Augmentation, Context, Invalid
 
-def pad_and_crop(images: tf.Tensor, padding: int, offsets: tf.Tensor) -> tf.Tensor:
-    """Reflect-pads each [B, H, W, C] image by `padding`, then cuts H x W out at its (y, x) row of `offsets`.
+__all__ = ["ACCEPTED", "BUILDERS", "Augmentation", "augment_names", "draw_tables", "make_augmentations", "parse_item"]
 
-    Reflect padding mirrors without repeating the edge pixel (numpy's mode='reflect'), so it needs padding < H, W;
-    it keeps the border statistics natural where zero padding would add black frames.
-    """
-    _, height, width, _ = images.shape
-    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
-    rows = offsets[:, :1] + tf.range(height)[None, :]
-    cols = offsets[:, 1:] + tf.range(width)[None, :]
-    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(cropped, cols, axis=2, batch_dims=1)
-
-
-def crop_offsets(seed: tf.Tensor, n: int, padding: int) -> tf.Tensor:
-    """int32 [n, 2] (y, x) offsets, uniform in [0, 2 * padding]."""
-    return tf.random.stateless_uniform([n, 2], seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
-
-
-def flip(images: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
-    """Mirrors left-right the [B, H, W, C] images whose entry of bool [B] `flips` is set."""
-    return tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
-
-
-def flip_draws(seed: tf.Tensor, n: int) -> tf.Tensor:
-    """bool [n], each True with probability 1/2."""
-    return tf.random.stateless_uniform([n], seed) < 0.5
-
-
-@dataclasses.dataclass(frozen=True)
-class Augmentation:
-    """One named augmentation: its parameter draw for a whole split and its batched application."""
-
-    draw: Callable[[tf.Tensor, int], tf.Tensor]
-    apply: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-
-
-def _crop(padding: int) -> Augmentation:
-    return Augmentation(
-        draw=lambda seed, n: crop_offsets(seed, n, padding),
-        apply=lambda images, offsets: pad_and_crop(images, padding, offsets),
-    )
-
-
-def _flip(padding: int) -> Augmentation:
-    return Augmentation(draw=flip_draws, apply=flip)
-
-
-AUGMENTATIONS: dict[str, Callable[[int], Augmentation]] = {
-    "crop": _crop,  # random crop after reflect padding by config.data.crop_padding
-    "flip": _flip,  # horizontal flip with probability 1/2
-}
+_AUGMENT_STREAM = 0xA06  # keeps augmentation draws apart from the epoch order and the splits
+_ITEM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
 
 
 def augment_names(value: str | Sequence[str]) -> tuple[str, ...]:
-    """config.data.augment as a tuple of names; also accepts 'crop,flip' as one string from the command line."""
-    if isinstance(value, str):
-        return tuple(name.strip() for name in value.split(",") if name.strip())
-    return tuple(value)
+    """config.data.augment as a tuple of items; commas inside a string split items except within brackets."""
+    items = [value] if isinstance(value, str) else list(value)
+    result = []
+    for item in items:
+        depth, start = 0, 0
+        for i, char in enumerate(item + ","):
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if char == "," and depth == 0:
+                if item[start:i].strip():
+                    result.append(item[start:i].strip())
+                start = i + 1
+        if item[start:].strip():  # an unclosed bracket: kept whole, so that parsing names it
+            result.append(item[start:].strip())
+    return tuple(result)
+
+
+def _bad(item: str, problem: str) -> ConfigError:
+    """One line naming the item, what is wrong, and the accepted form (that augmentation's, else all)."""
+    match = _ITEM.match(item)
+    builder = BUILDERS.get(match.group(1)) if match else None
+    accepted = _describe(builder) if builder else ACCEPTED
+    return ConfigError(f"config.data.augment={item!r} {problem}; accepted: {accepted}")
+
+
+def _convert(item: str, name: str, text: str, kind: type) -> object:
+    text = text.strip().strip("'\"")
+    try:
+        return kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
+    except ValueError:
+        raise _bad(item, f"has {name}={text!r}, which is not {kind.__name__}") from None
+
+
+def parse_item(item: str) -> tuple[str, dict]:
+    """('rotate', {'degrees': 15.0}) from 'rotate(15)': the name and its parameters, converted and complete."""
+    match = _ITEM.match(item)
+    if not match:
+        raise _bad(item, "is not of the form name or name(parameters)")
+    name, inner = match.group(1), match.group(2)
+    builder = choose(BUILDERS, "data.augment", name)
+    params = list(inspect.signature(builder).parameters.values())[1:]  # the first is the Context
+    args, kwargs = [], {}
+    for part in (p for p in (inner or "").split(",") if p.strip()):
+        key, _, value = part.rpartition("=")
+        if key.strip():
+            kwargs[key.strip()] = value
+        elif kwargs:
+            raise _bad(item, "has a positional parameter after a keyword one")
+        else:
+            args.append(value)
+    try:
+        bound = inspect.Signature(params).bind(*args, **kwargs)
+    except TypeError as error:
+        raise _bad(item, f"has parameters that do not fit ({error})") from None
+    bound.apply_defaults()
+    kinds = {p.name: type(p.default) for p in params}
+    values = {k: v if not isinstance(v, str) else _convert(item, k, v, kinds[k]) for k, v in bound.arguments.items()}
+    return name, values
 
 
 def make_augmentations(
-    names: str | Sequence[str], padding: int, image_shape: tuple[int, int, int]
+    names: str | Sequence[str], padding: int, image_shape: tuple[int, int, int], num_classes: int = 0
 ) -> list[Augmentation]:
-    """The named augmentations in order; ConfigError for an unknown name (data.augment) or a crop padding that
-    reflect padding cannot produce at this image size (data.crop_padding)."""
-    names = augment_names(names)
-    builders = [choose(AUGMENTATIONS, "data.augment", name) for name in names]
-    if "crop" in names:
-        height, width, _ = image_shape
-        require(
-            0 <= padding < min(height, width),
-            "data.crop_padding",
-            padding,
-            f"must be >= 0 and smaller than the {height}x{width} images (reflect padding)",
-        )
-    return [build(padding) for build in builders]
+    """The configured augmentations in order; ConfigError naming the item for an unknown name or bad parameter."""
+    context = Context(tuple(image_shape), num_classes, padding)
+    items = augment_names(names)
+    augmentations = []
+    for item in items:
+        name, values = parse_item(item)
+        try:
+            augmentations.append(BUILDERS[name](context, **values))
+        except Invalid as error:
+            raise _bad(item, str(error)) from None
+    mixing = [i for i, aug in enumerate(augmentations) if aug.mixes]
+    if mixing and mixing != list(range(len(items) - len(mixing), len(items))):
+        raise _bad(items[mixing[0]], "must come after every per-example augmentation (it mixes whole batches)")
+    return augmentations
 
 
-def draw_tables(augmentations: Sequence[Augmentation], seed: int, epoch: int, n: int) -> list[tf.Tensor]:
+def draw_tables(augmentations: Sequence[Augmentation], seed: int, epoch: int, n: int) -> list[np.ndarray]:
     """Each augmentation's parameters for the n examples of one epoch, from (seed, epoch, its position)."""
-    key = tf.constant([seed, epoch], tf.int64)
     return [
-        aug.draw(tf.random.experimental.stateless_fold_in(key, position), n)
+        aug.draw(np.random.default_rng([_AUGMENT_STREAM, seed, epoch, position]), n)
         for position, aug in enumerate(augmentations)
     ]
 
 
-def apply_augmentations(
-    augmentations: Sequence[Augmentation], tables: Sequence[tf.Tensor], images: tf.Tensor, index: tf.Tensor
-) -> tf.Tensor:
-    """Applies each augmentation to a batch with the table rows of its examples (`index`: int [B])."""
-    for aug, table in zip(augmentations, tables, strict=True):
-        images = aug.apply(images, tf.gather(table, index))
-    return images
+def _describe(builder: Callable) -> str:
+    params = list(inspect.signature(builder).parameters.values())[1:]
+    return f"{builder.__name__}({', '.join(f'{p.name}={p.default!r}' for p in params)})"
+
+
+ACCEPTED = ", ".join(_describe(b) for b in BUILDERS.values())

@@ -23,37 +23,45 @@ SPLITS = ("train", "val", "test")
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ArraySplit:
-    """Decoded images in memory: `images` uint8 [N, H, W, C], `labels` int32 [N]."""
+    """Decoded images in memory: `images` uint8 [N, H, W, C], `labels` int32 [N].
+
+    `paths` [N] str: the file each example came from (folder source), for reports such as predictions.csv;
+    None for sources without files.
+    """
 
     images: np.ndarray
     labels: np.ndarray
+    paths: np.ndarray | None = None
 
     @property
     def size(self) -> int:
         return len(self.labels)
 
     def take(self, indices: np.ndarray) -> ArraySplit:
-        return ArraySplit(self.images[indices], self.labels[indices])
+        paths = None if self.paths is None else self.paths[indices]
+        return ArraySplit(self.images[indices], self.labels[indices], paths)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FileSplit:
     """Image files decoded in the pipeline: `paths` [N] str, `labels` int32 [N].
 
-    Every file is converted to `shape` (H, W, C): resized when `resize`, else it must already be H x W.
+    Every file is converted to `shape` (H, W, C): resized with `method` when `resize`, else it must already be
+    H x W.
     """
 
     paths: np.ndarray
     labels: np.ndarray
     shape: tuple[int, int, int]
     resize: bool
+    method: str = "bilinear"
 
     @property
     def size(self) -> int:
         return len(self.labels)
 
     def take(self, indices: np.ndarray) -> FileSplit:
-        return FileSplit(self.paths[indices], self.labels[indices], self.shape, self.resize)
+        return dataclasses.replace(self, paths=self.paths[indices], labels=self.labels[indices])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,6 +76,7 @@ class StreamSplit:
     size: int
     shape: tuple[int, int, int]
     labels: None = None
+    paths: None = None
 
 
 Split = ArraySplit | FileSplit | StreamSplit
@@ -78,6 +87,20 @@ def empty_like(split: Split) -> Split:
     if isinstance(split, StreamSplit):
         return dataclasses.replace(split, size=0)
     return split.take(np.zeros(0, dtype=np.int64))
+
+
+def concatenate(first: Split, second: Split) -> Split:
+    """The examples of `first` followed by those of `second` (same kind; e.g. train + val pooled for k-fold)."""
+    if isinstance(first, ArraySplit) and isinstance(second, ArraySplit):
+        paths = None
+        if first.paths is not None and second.paths is not None:
+            paths = np.concatenate([first.paths, second.paths])
+        images = np.concatenate([first.images, second.images])
+        return ArraySplit(images, np.concatenate([first.labels, second.labels]), paths)
+    if isinstance(first, FileSplit) and isinstance(second, FileSplit):
+        paths = np.concatenate([first.paths, second.paths])
+        return dataclasses.replace(first, paths=paths, labels=np.concatenate([first.labels, second.labels]))
+    raise ValueError(f"cannot pool a {type(first).__name__} with a {type(second).__name__}")
 
 
 def image_shape_of(split: Split) -> tuple[int, int, int]:
@@ -101,6 +124,7 @@ class Data:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     splits: Mapping[str, Split]
+    skipped: tuple[str, ...] = ()  # corrupt files left out (data.skip_corrupt=True)
 
     @property
     def num_classes(self) -> int:
@@ -126,9 +150,10 @@ class Data:
             held = next(iter(storage.values()))
         mean = ", ".join(f"{m:.3f}" for m in self.mean)
         std = ", ".join(f"{s:.3f}" for s in self.std)
+        skipped = f", {len(self.skipped)} corrupt files skipped" if self.skipped else ""
         return (
             f"{self.name}: {self.num_classes} classes, {h}x{w}x{c}, train/val/test {sizes} ({held}), "
-            f"mean ({mean}) std ({std})"
+            f"mean ({mean}) std ({std}){skipped}"
         )
 
 

@@ -3,8 +3,8 @@
 import ml_collections
 import numpy as np
 
+from dl4cv_jax.data.arrays import convert_images
 from dl4cv_jax.data.dataset import ArraySplit
-from dl4cv_jax.data.images import convert_array
 from dl4cv_jax.data.source import SourceData
 
 
@@ -20,5 +20,5 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
 def load_digits_source(config: ml_collections.ConfigDict) -> SourceData:
     """All 1,797 digits as one 'train' pool; `load_data` carves val and test from it (val/test_fraction)."""
     images, labels = digits_images()
-    images = convert_array(images, config.data.channels, config.data.image_size)
+    images = convert_images(images, config.data.channels, config.data.image_size, config.data.resize_method)
     return SourceData("digits", tuple(str(d) for d in range(10)), {"train": ArraySplit(images, labels)})

@@ -1,9 +1,13 @@
 """Decoding image files and converting images to one shape: uint8 [H, W, C] with C = 1 or 3.
 
 Channel conversion: alpha is dropped (not composited onto a background), grayscale is repeated into RGB, and RGB
-becomes grayscale with the ITU-R 601 luma weights (as PIL's convert('L')). Resizing is bilinear with
-antialiasing and squashes to a square: the aspect ratio is not kept.
+becomes grayscale with the ITU-R 601 luma weights (as PIL's convert('L')). Resizing (config.data.resize_method,
+bilinear by default, antialiased when shrinking) squashes to a square: the aspect ratio is not kept.
+Decoding is TensorFlow's, except for palette and 1/4-bit BMPs, which TensorFlow reads wrongly (the palette indices
+as gray levels): those go through PIL. 16-bit PNGs are scaled to 8 bits.
 """
+
+import io
 
 import numpy as np
 
@@ -32,29 +36,29 @@ def _luma(rgb: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(gray), 0, 255), tf.uint8)[..., None]
 
 
-def resize(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Bilinear, antialiased resize of a uint8 [H, W, C] image to [size, size, C] (rounded back to uint8)."""
-    resized = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+def resize(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
+    """Resizes uint8 [(B,) H, W, C] images to size x size with `method` (antialiased), rounded back to uint8."""
+    resized = tf.image.resize(image, [size, size], method=method, antialias=method != "nearest")
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def convert(image: tf.Tensor, channels: int, size: int) -> tf.Tensor:
+def convert(image: tf.Tensor, channels: int, size: int, method: str = "bilinear") -> tf.Tensor:
     """`to_channels` then `resize`; channels=0 or size=0 leave that property as it is."""
     if channels:
         image = to_channels(image, channels)
     if size:
-        image = resize(image, size)
+        image = resize(image, size, method)
     return image
 
 
-def convert_array(images: np.ndarray, channels: int, size: int) -> np.ndarray:
+def convert_array(images: np.ndarray, channels: int, size: int, method: str = "bilinear") -> np.ndarray:
     """`convert` applied to every image of a uint8 [N, H, W, C] array; returns the array itself when a no-op."""
     _, height, width, count = images.shape
     channels = channels if channels != count else 0
     size = size if (size, size) != (height, width) else 0
     if not (channels or size):
         return images
-    ds = tf.data.Dataset.from_tensor_slices(images).map(lambda image: convert(image, channels, size))
+    ds = tf.data.Dataset.from_tensor_slices(images).map(lambda image: convert(image, channels, size, method))
     parts = list(ds.batch(1024).with_options(deterministic_options()).as_numpy_iterator())
     empty = np.zeros((0, size or height, size or width, channels or count), np.uint8)
     return np.concatenate([empty, *parts])
@@ -70,11 +74,32 @@ def decode_rgb(contents: tf.Tensor) -> tf.Tensor:
     return tf.cond(
         tf.io.is_jpeg(contents),
         lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
+        lambda: tf.cond(
+            _is_indexed_bmp(contents),
+            lambda: tf.ensure_shape(tf.numpy_function(pil_rgb, [contents], tf.uint8, stateful=False), [None, None, 3]),
+            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
+        ),
     )
 
 
-def decode_file(path: tf.Tensor, shape: tuple[int, int, int], resize_to_shape: bool) -> tf.Tensor:
+def _is_indexed_bmp(contents: tf.Tensor) -> tf.Tensor:
+    """True for a BMP with at most 8 bits per pixel (a palette), which tf.io.decode_bmp misreads."""
+    header = tf.strings.join([tf.strings.substr(contents, 0, 30), tf.constant(b"\0" * 30)])
+    bits = tf.io.decode_raw(tf.strings.substr(header, 28, 2), tf.uint16, little_endian=True)[0]
+    return (tf.strings.substr(header, 0, 2) == b"BM") & (bits <= 8)
+
+
+def pil_rgb(contents: bytes) -> np.ndarray:
+    """Decodes image bytes with PIL, in RGB (palettes rendered through their colours)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(contents)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_file(
+    path: tf.Tensor, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
+) -> tf.Tensor:
     """Reads one file and converts it to `shape`; without `resize_to_shape` a different size is an error.
 
     Same steps in the same order as `decode_files` (decode, resize, then gray), so a split decoded per pass
@@ -83,7 +108,7 @@ def decode_file(path: tf.Tensor, shape: tuple[int, int, int], resize_to_shape: b
     height, _, channels = shape
     image = decode_rgb(tf.io.read_file(path))
     if resize_to_shape:
-        image = resize(image, height)
+        image = resize(image, height, method)
     if channels == 1:
         image = _luma(image)
     return tf.ensure_shape(image, shape)
@@ -92,31 +117,59 @@ def decode_file(path: tf.Tensor, shape: tuple[int, int, int], resize_to_shape: b
 def probe_file(path: str) -> tuple[int, int, int]:
     """(H, W, C as stored) of one image file; ConfigError naming the file when it cannot be decoded."""
     try:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
-    except tf.errors.OpError as error:
+        contents = tf.io.read_file(path)
+        if bool(_is_indexed_bmp(contents)):
+            return (*pil_rgb(contents.numpy()).shape[:2], 3)
+        image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+    except (tf.errors.OpError, OSError, ValueError) as error:
         raise ConfigError(f"config.data.dir: cannot decode image file {path} ({_first_line(error)})") from None
     return tuple(int(d) for d in image.shape)
 
 
-def decode_files(paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool) -> np.ndarray:
+def decode_files(
+    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
+) -> np.ndarray:
     """Decodes every file into one uint8 [N, H, W, C] array with a parallel tf.data map (at load time, once).
 
+    A file that cannot be read or decoded, or (without `resize_to_shape`) has another size, raises ConfigError
+    naming it.
+    """
+    images, readable, sized = _decode_all(paths, shape, resize_to_shape, method)
+    for bad in paths[~readable]:
+        probe_file(bad)  # raises naming the file
+        raise ConfigError(f"config.data.dir: cannot decode image file {bad}")
+    _check_sizes(paths, sized, shape)
+    return images
+
+
+def decode_readable(
+    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like `decode_files`, but corrupt files are left out: (images of the readable files, bool [N] readable)."""
+    images, readable, sized = _decode_all(paths, shape, resize_to_shape, method)
+    _check_sizes(paths, sized | ~readable, shape)
+    return images[readable], readable
+
+
+def _decode_all(
+    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, readable, of the right size) for every file; unreadable rows stay zero.
+
     Files are decoded in batches of 1024 inside one map call (tf.map_fn): per-file tf.data elements cost more
-    than decoding a 32x32 JPEG. A file that cannot be read or decoded, or (without `resize_to_shape`) has
-    another size, raises ConfigError naming it: failed batches are skipped (`ignore_errors`), found by their
-    indices, and their files decoded again one by one to name the culprit.
+    than decoding a 32x32 JPEG. A batch with a bad file fails as a whole (`ignore_errors` drops it); its files
+    are then decoded one by one, which finds exactly the bad ones.
     """
     height, width, channels = shape
     images = np.zeros((len(paths), height, width, channels), np.uint8)
-    decoded = np.zeros(len(paths), bool)
+    readable = np.zeros(len(paths), bool)
     sized = np.ones(len(paths), bool)
-
     rgb_shape = (height, width, 3)  # converted to gray per batch afterwards: much faster than per image
 
     def load_one(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = decode_rgb(tf.io.read_file(path))
         if resize_to_shape:
-            return resize(image, height), tf.constant(True)
+            return resize(image, height, method), tf.constant(True)
         fits = tf.reduce_all(tf.shape(image)[:2] == [height, width])
         image = tf.cond(fits, lambda: image, lambda: tf.zeros(rgb_shape, tf.uint8))
         return tf.ensure_shape(image, rgb_shape), fits
@@ -126,23 +179,25 @@ def decode_files(paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape
         batch, fits = tf.map_fn(load_one, path, fn_output_signature=signature)
         return index, (_luma(batch) if channels == 1 else batch), fits
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths)).batch(1024)
-    ds = ds.map(load_batch, num_parallel_calls=AUTOTUNE, deterministic=False).ignore_errors()
-    for index, batch, fits in ds.prefetch(2).as_numpy_iterator():
-        rows = slice(index[0], index[0] + len(index))  # a batch is a contiguous run of indices
-        images[rows], decoded[rows], sized[rows] = batch, True, fits
-    for bad in paths[~decoded]:
-        probe_file(bad)  # raises naming the file
-    if not decoded.all():
-        raise ConfigError(f"config.data.dir: cannot read image file {paths[~decoded][0]}")
+    for batch_size in (1024, 1):  # the second pass only visits the files of failed batches
+        todo = np.flatnonzero(~readable)
+        if len(todo) == 0:
+            break
+        ds = tf.data.Dataset.from_tensor_slices((todo, paths[todo])).batch(batch_size)
+        ds = ds.map(load_batch, num_parallel_calls=AUTOTUNE, deterministic=False).ignore_errors()
+        for index, batch, fits in ds.prefetch(2).as_numpy_iterator():
+            images[index], readable[index], sized[index] = batch, True, fits
+    return images, readable, sized
+
+
+def _check_sizes(paths: np.ndarray, sized: np.ndarray, shape: tuple[int, int, int]) -> None:
     if not sized.all():
         bad = paths[~sized][0]
         h, w, _ = probe_file(bad)
         raise ConfigError(
-            f"config.data.image_size=0 needs every image to be {height}x{width} like the first one, but {bad} "
+            f"config.data.image_size=0 needs every image to be {shape[0]}x{shape[1]} like the first one, but {bad} "
             f"is {h}x{w}; set data.image_size to resize"
         )
-    return images
 
 
 def _first_line(error: Exception) -> str:

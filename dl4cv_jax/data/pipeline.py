@@ -13,35 +13,23 @@ import ml_collections
 import numpy as np
 
 from dl4cv_jax.choices import require
-from dl4cv_jax.data.augment import apply_augmentations, draw_tables, make_augmentations
+from dl4cv_jax.data.augment import Augmentation, draw_tables, make_augmentations
+from dl4cv_jax.data.augment_ops import apply_augmentations
+from dl4cv_jax.data.batching import (  # noqa: F401 (steps_per_epoch, eval_batch_size: re-exported)
+    _ORDER_STREAM,
+    epoch_order,
+    eval_batch_size,
+    local_batch_size,
+    steps_per_epoch,
+)
 from dl4cv_jax.data.dataset import ArraySplit, Data, FileSplit, Split, StreamSplit
 from dl4cv_jax.data.images import decode_file
 from dl4cv_jax.data.tf_runtime import AUTOTUNE, deterministic_options, tf
 
 Batch = dict[str, np.ndarray]
 
-_ORDER_STREAM = 0x0D0E  # keeps the epoch order's random stream apart from splitting and subsetting
-
 # In-memory splits as tensors, converted once per split rather than once per epoch (each conversion copies).
 _TENSORS: "weakref.WeakKeyDictionary[ArraySplit, tuple[tf.Tensor, tf.Tensor]]" = weakref.WeakKeyDictionary()
-
-
-def steps_per_epoch(data: Data, config: ml_collections.ConfigDict) -> int:
-    """Training batches per epoch: every full global batch of the training split (the remainder is dropped)."""
-    require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0")
-    n = data.num_examples("train")
-    require(config.batch_size <= n, "batch_size", config.batch_size, f"is larger than the {n} training examples")
-    return n // config.batch_size
-
-
-def eval_batch_size(config: ml_collections.ConfigDict) -> int:
-    """Global evaluation batch: config.eval_batch_size, or config.batch_size when that is 0."""
-    return config.eval_batch_size or config.batch_size
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The training order of epoch `epoch`: a permutation of range(n), a pure function of (seed, epoch)."""
-    return np.random.default_rng([_ORDER_STREAM, seed, epoch]).permutation(n)
 
 
 def train_batches(
@@ -49,19 +37,20 @@ def train_batches(
 ) -> Iterator[Batch]:
     """This process's slices of the `steps_per_epoch` global training batches of `epoch`.
 
-    Yields {'image': uint8 [B_local, H, W, C], 'label': int32 [B_local]}, B_local = batch_size / process_count.
+    Yields {'image': uint8 [B_local, H, W, C], 'label': int32 [B_local]}, B_local = batch_size / process_count;
+    with mixup or cutmix in the list, 'label' is float32 [B_local, num_classes] (soft targets).
     The same arguments always give the same batches (bit-exact resume); augmentations are those of
     config.data.augment, in order. Images stay uint8: the train step normalises them on the device.
     Bad config values raise ConfigError here, at the call, not at the first batch.
     """
-    local = _local_batch_size(config.batch_size, "batch_size", process_index, process_count)
+    local = local_batch_size(config.batch_size, "batch_size", process_index, process_count)
     steps = steps_per_epoch(data, config)
     split = data.split("train")
-    augmentations = make_augmentations(config.data.augment, config.data.crop_padding, data.image_shape)
-    tables = draw_tables(augmentations, config.seed, epoch, split.size)
+    augmentations = training_augmentations(data, config, local)
+    tables = [tf.constant(table) for table in draw_tables(augmentations, config.seed, epoch, split.size)]
 
     def augment(images: tf.Tensor, labels: tf.Tensor, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return apply_augmentations(augmentations, tables, images, index), labels
+        return apply_augmentations(augmentations, tables, images, index, labels, data.num_classes)
 
     if isinstance(split, StreamSplit):
         ds = _shuffled_stream(split, config, epoch).take(steps * config.batch_size)
@@ -72,6 +61,16 @@ def train_batches(
         order = order.reshape(steps, config.batch_size)[:, process_index * local : (process_index + 1) * local]
         ds = _indexed_batches(split, order.reshape(-1), local)
     return _as_numpy(ds.map(augment, num_parallel_calls=AUTOTUNE), ("image", "label"))
+
+
+def training_augmentations(data: Data, config: ml_collections.ConfigDict, local_batch: int) -> list[Augmentation]:
+    """config.data.augment for `data`; mixup / cutmix pair neighbours, so they need an even per-process batch."""
+    augmentations = make_augmentations(
+        config.data.augment, config.data.crop_padding, data.image_shape, data.num_classes
+    )
+    if any(aug.mixes for aug in augmentations):
+        require(local_batch % 2 == 0, "batch_size", config.batch_size, "must be even per process for mixup / cutmix")
+    return augmentations
 
 
 def eval_batches(
@@ -89,7 +88,7 @@ def eval_batches(
     """
     source = data.split(split)
     size = eval_batch_size(config)
-    local = _local_batch_size(size, "eval_batch_size", process_index, process_count)
+    local = local_batch_size(size, "eval_batch_size", process_index, process_count)
     n = source.size
     if n == 0:
         return iter(())
@@ -108,19 +107,6 @@ def eval_batches(
     return _as_numpy(ds.map(_zero_padding, num_parallel_calls=AUTOTUNE), ("image", "label", "mask"))
 
 
-def _local_batch_size(global_size: int, key: str, process_index: int, process_count: int) -> int:
-    require(global_size > 0, key, global_size, "must be > 0")
-    require(
-        global_size % process_count == 0,
-        key,
-        global_size,
-        f"must divide evenly over {process_count} processes",
-    )
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
-    return global_size // process_count
-
-
 def _indexed_batches(split: Split, index: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """Batches of (image, label, index) for the examples `index` of an in-memory or file split, in that order."""
     if isinstance(split, ArraySplit):
@@ -136,7 +122,7 @@ def _indexed_batches(split: Split, index: np.ndarray, batch_size: int) -> tf.dat
     paths, labels = tf.constant(split.paths), tf.constant(split.labels)
 
     def load(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        return decode_file(tf.gather(paths, i), split.shape, split.resize), tf.gather(labels, i), i
+        return decode_file(tf.gather(paths, i), split.shape, split.resize, split.method), tf.gather(labels, i), i
 
     ds = tf.data.Dataset.from_tensor_slices(index).map(load, num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True)

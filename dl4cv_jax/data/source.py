@@ -10,9 +10,11 @@ from dl4cv_jax.data.dataset import Split
 class SourceData:
     """The splits a source has: always 'train'; 'val' and 'test' only when the source defines them.
 
-    A missing 'val' or 'test' is carved from 'train' (stratified) by `load_data`.
+    A missing 'val' or 'test' is carved from 'train' (stratified) by `load_data`. `every_class_everywhere`: a
+    carved split that misses a class is an error (folders: a researcher's own, usually small, data set).
     """
 
     name: str
     class_names: tuple[str, ...]
     splits: Mapping[str, Split]
+    every_class_everywhere: bool = False

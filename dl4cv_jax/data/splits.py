@@ -121,3 +121,13 @@ def _transfer_path(rounded: np.ndarray, can_round_up: np.ndarray, column_need: n
                     previous[int(v)] = u
                     frontier.append(int(v))
     return None
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int | Sequence[int]) -> list[np.ndarray]:
+    """`folds` disjoint parts of range(len(labels)) of (nearly) equal size, each with the class proportions.
+
+    For k-fold cross-validation: fold K is the validation set of run K, the other folds its training set.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    return stratified_split(labels, [1.0] * folds, seed)

@@ -3,7 +3,6 @@
 import numpy as np
 
 from dl4cv_jax.data.dataset import ArraySplit, FileSplit, Split, StreamSplit
-from dl4cv_jax.data.images import decode_files
 
 SAMPLE_SIZE = 10_000  # images measured for splits not held in memory
 
@@ -37,8 +36,10 @@ def sample_images(split: Split) -> np.ndarray:
     if isinstance(split, ArraySplit):
         return split.images
     if isinstance(split, FileSplit):
+        from dl4cv_jax.data.images import decode_files  # TensorFlow: only for files
+
         picks = np.unique(np.linspace(0, split.size - 1, min(split.size, SAMPLE_SIZE)).astype(np.int64))
-        return decode_files(split.paths[picks], split.shape, split.resize)
+        return decode_files(split.paths[picks], split.shape, split.resize, split.method)
     assert isinstance(split, StreamSplit)
     batches = split.make_dataset().take(SAMPLE_SIZE).map(lambda image, label: image).batch(1024)
     return np.concatenate([np.zeros((0, *split.shape), np.uint8), *batches.as_numpy_iterator()])

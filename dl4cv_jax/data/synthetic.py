@@ -9,8 +9,8 @@ import ml_collections
 import numpy as np
 
 from dl4cv_jax.choices import require
+from dl4cv_jax.data.arrays import convert_images
 from dl4cv_jax.data.dataset import ArraySplit
-from dl4cv_jax.data.images import convert_array
 from dl4cv_jax.data.source import SourceData
 
 _GRID = 4  # pattern cells per side
@@ -52,6 +52,6 @@ def load_synthetic_source(config: ml_collections.ConfigDict) -> SourceData:
     splits = {}
     for stream, (name, size) in enumerate(sizes.items(), start=1):
         split = synthetic_split(patterns, size, config.seed, stream)
-        images = convert_array(split.images, config.data.channels, config.data.image_size)
+        images = convert_images(split.images, config.data.channels, config.data.image_size, config.data.resize_method)
         splits[name] = ArraySplit(images, split.labels)
     return SourceData("synthetic", tuple(f"class_{k}" for k in range(classes)), splits)

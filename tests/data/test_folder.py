@@ -97,9 +97,10 @@ def test_every_format_and_mode_converts_to_rgb(tmp_path):
     write_image(folder / "d_rgb.bmp", rgb)
     write_image(folder / "e_rgb.gif", rgb)
     write_image(folder / "f_rgb.jpeg", rgb, quality=95)
+    write_image(tmp_path / "train" / "dog" / "0.png", rgb)
     data = load_data(folder_config(tmp_path, data__channels=3, data__val_fraction=0.0, data__test_fraction=0.0))
     images = data.split("train").images
-    assert images.shape == (6, 8, 8, 3)
+    assert images.shape == (7, 8, 8, 3)
     np.testing.assert_array_equal(images[0], np.repeat(gray[..., None], 3, axis=2))
     np.testing.assert_array_equal(images[1], rgb)  # alpha dropped
     for i, name in [(2, "c_palette.png"), (4, "e_rgb.gif")]:  # palette images: PIL's own RGB rendering
@@ -112,6 +113,7 @@ def test_every_format_and_mode_converts_to_rgb(tmp_path):
 def test_rgb_to_one_channel_matches_pil_luma(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     write_image(tmp_path / "train" / "cat" / "rgb.png", rgb)
+    write_image(tmp_path / "train" / "dog" / "rgb.png", rgb)
     data = load_data(folder_config(tmp_path, data__channels=1, data__val_fraction=0.0, data__test_fraction=0.0))
     pil_gray = np.asarray(Image.fromarray(rgb).convert("L")).astype(int)
     assert data.image_shape == (8, 8, 1)
@@ -129,21 +131,23 @@ def test_channels_zero_follows_the_first_image(tmp_path):
 def test_resize_to_image_size(tmp_path):
     write_image(tmp_path / "train" / "a" / "big.png", np.full((20, 12, 3), 77, np.uint8))
     write_image(tmp_path / "train" / "a" / "small.png", np.full((5, 6, 3), 9, np.uint8))
+    write_image(tmp_path / "train" / "b" / "0.png", np.full((5, 6, 3), 9, np.uint8))
     data = load_data(folder_config(tmp_path, data__image_size=7, data__val_fraction=0.0, data__test_fraction=0.0))
     images = data.split("train").images
-    assert data.image_shape == (7, 7, 3) and images.shape == (2, 7, 7, 3)
+    assert data.image_shape == (7, 7, 3) and images.shape == (3, 7, 7, 3)
     assert np.all(images[0] == 77) and np.all(images[1] == 9)  # a uniform image stays uniform
 
 
 def test_images_of_another_size_name_the_file(tmp_path):
     write_image(tmp_path / "train" / "a" / "0.png", np.zeros((8, 8, 3), np.uint8))
     write_image(tmp_path / "train" / "a" / "1_odd.png", np.zeros((8, 9, 3), np.uint8))
+    write_image(tmp_path / "train" / "b" / "0.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ConfigError, match=r"config\.data\.image_size=0 .*1_odd\.png is 8x9"):
         load_data(folder_config(tmp_path, data__val_fraction=0.0, data__test_fraction=0.0))
 
 
 def test_corrupt_file_error_names_the_file(tmp_path):
-    write_split(tmp_path, "train", 3)
+    write_split(tmp_path, "train", 5)
     (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"this is not a png")
     with pytest.raises(ConfigError, match=r"cannot decode image file .*broken\.png"):
         load_data(folder_config(tmp_path))
@@ -152,9 +156,12 @@ def test_corrupt_file_error_names_the_file(tmp_path):
 def test_missing_dir_and_layout_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"config\.data\.dir='.*nowhere' is not a folder"):
         load_data(folder_config(tmp_path / "nowhere"))
-    (tmp_path / "flat").mkdir()
-    with pytest.raises(ConfigError, match=r"config\.data\.dir=.*has no train/ folder"):
-        load_data(folder_config(tmp_path / "flat"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"config\.data\.dir=.*has no class folders"):
+        load_data(folder_config(tmp_path / "empty"))
+    write_split(tmp_path / "no_train", "val", 2)
+    with pytest.raises(ConfigError, match=r"config\.data\.dir=.*has val/ but no train/"):
+        load_data(folder_config(tmp_path / "no_train"))
 
 
 def test_unknown_class_in_test_is_an_error(tmp_path):

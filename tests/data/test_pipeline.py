@@ -77,7 +77,7 @@ def test_crop_and_flip_in_the_pipeline_match_a_numpy_reference():
     data = array_data(ArraySplit(images, np.arange(n, dtype=np.int32)))  # label = example index
     config = data_config(batch_size=8, data__augment=("crop", "flip"), data__crop_padding=padding)
     augmentations = make_augmentations(config.data.augment, padding, data.image_shape)
-    offsets, flips = (t.numpy() for t in draw_tables(augmentations, config.seed, 2, n))
+    offsets, flips = draw_tables(augmentations, config.seed, 2, n)
     flipped = 0
     for batch in train_batches(data, config, epoch=2):
         for got, index in zip(batch["image"], batch["label"], strict=True):
@@ -149,8 +149,38 @@ def test_bad_batch_sizes_name_the_key(digits):
 
 def test_unknown_augmentation_fails_at_the_call(digits):
     data, _ = digits
-    with pytest.raises(ConfigError, match=r"config\.data\.augment='cutout' .*crop, flip"):
-        train_batches(data, data_config(data__augment=("cutout",)), 0)
+    with pytest.raises(ConfigError, match=r"config\.data\.augment='blur' .*crop, cutmix, cutout, flip"):
+        train_batches(data, data_config(data__augment=("blur",)), 0)
+
+
+@pytest.mark.parametrize("item", ["mixup(0.4)", "cutmix"])
+def test_mixing_gives_soft_labels_and_splits_over_processes(digits, item):
+    data, _ = digits
+    config = data_config(batch_size=64, data__augment=("crop(2)", "flip", item))
+    whole = list(train_batches(data, config, epoch=0))
+    halves = [list(train_batches(data, config, 0, process_index=p, process_count=2)) for p in range(2)]
+    for step, batch in enumerate(whole):
+        assert batch["label"].shape == (64, 10) and batch["label"].dtype == np.float32
+        np.testing.assert_allclose(batch["label"].sum(axis=1), 1.0, rtol=1e-6)
+        for key in ("image", "label"):
+            np.testing.assert_array_equal(np.concatenate([halves[0][step][key], halves[1][step][key]]), batch[key])
+    labels = concat(whole, "label")
+    assert ((labels > 0) & (labels < 1)).any(axis=1).mean() > 0.5  # most examples really are mixed
+    with pytest.raises(ConfigError, match=r"config\.batch_size=62 must be even per process"):
+        train_batches(data, data_config(batch_size=62, data__augment=(item,)), 0, process_index=0, process_count=2)
+
+
+def test_every_augmentation_runs_in_the_pipeline_deterministically():
+    n = 16
+    data = array_data(ArraySplit(unique_images(n, shape=(8, 8, 3)), np.arange(n, dtype=np.int32) % 4))
+    spec = "crop(2,constant),translate(0.2),flip,vflip,rotate(90),zoom(0.3),shear(20),rot90,brightness,contrast"
+    spec += ",saturation,hue,noise,cutout(3),cutmix(1.0)"
+    config = data_config(batch_size=8, data__augment=(spec,))
+    first, again = list(train_batches(data, config, 0)), list(train_batches(data, config, 0))
+    for a, b in zip(first, again, strict=True):
+        assert a["image"].shape == (8, 8, 8, 3) and a["label"].shape == (8, 4)
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
 
 
 def test_unknown_split_name(digits):

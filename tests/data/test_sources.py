@@ -103,7 +103,7 @@ def test_describe_is_one_line():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"data__source": "csv"}, ["config.data.source='csv'", "digits, folder, synthetic, tfds"]),
+        ({"data__source": "csv"}, ["config.data.source='csv'", "digits, folder, numpy, synthetic, tfds"]),
         ({"data__val_fraction": 1.5}, ["config.data.val_fraction=1.5", "[0, 1)"]),
         ({"data__val_fraction": 0.5, "data__test_fraction": 0.5}, ["config.data.val_fraction=0.5", "< 1"]),
         ({"data__channels": 2}, ["config.data.channels=2", "1 or 3"]),

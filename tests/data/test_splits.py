@@ -74,3 +74,21 @@ def test_subset_larger_than_the_data_is_everything():
 def test_bad_fractions_are_rejected():
     with pytest.raises(ValueError, match="fractions"):
         stratified_split(IMBALANCED, [0.5, -0.1], seed=0)
+
+
+def test_stratified_folds_partition_with_class_shares_and_depend_on_the_seed():
+    from dl4cv_jax.data.splits import stratified_folds
+
+    labels = shuffled(IMBALANCED)
+    folds = stratified_folds(labels, 5, seed=(1, 2))
+    assert np.array_equal(np.sort(np.concatenate(folds)), np.arange(len(labels)))
+    for fold in folds:
+        assert abs(len(fold) - len(labels) / 5) < 1
+        for c in np.unique(labels):
+            assert abs(np.sum(labels[fold] == c) - np.sum(labels == c) / 5) < 1
+    again = stratified_folds(labels, 5, seed=(1, 2))
+    other = stratified_folds(labels, 5, seed=(1, 3))
+    assert all(np.array_equal(a, b) for a, b in zip(folds, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(folds, other, strict=True))
+    with pytest.raises(ValueError, match="folds must be >= 2"):
+        stratified_folds(labels, 1, seed=0)
