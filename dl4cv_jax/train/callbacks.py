@@ -132,6 +132,34 @@ class TensorBoard(Callback):
         self.writer.close()
 
 
+class ProfileTrace(Callback):
+    """A `jax.profiler` trace of `num_steps` train steps for TensorBoard's profile tab (`workdir/profile`).
+
+    Starts two steps into the run, so compilation is not in the trace, and waits for the last traced step's
+    device work before stopping.
+    """
+
+    def __init__(self, logdir: pathlib.Path, num_steps: int):
+        self.logdir, self.num_steps = pathlib.Path(logdir), num_steps
+        self.first_step: int | None = None
+        self.start: int | None = None
+
+    def on_batch_end(self, step: int, metrics: Mapping[str, jax.Array]) -> None:
+        self.first_step = step if self.first_step is None else self.first_step
+        if self.start is None and step == self.first_step + 1:
+            jax.block_until_ready(metrics)
+            jax.profiler.start_trace(str(self.logdir))
+            self.start = step
+        elif self.start is not None and step == self.start + self.num_steps:
+            jax.block_until_ready(metrics)
+            jax.profiler.stop_trace()
+            self.start = -1  # done
+
+    def on_train_end(self, logs: Mapping[str, Any]) -> None:
+        if self.start is not None and self.start >= 0:  # the run ended before num_steps were traced
+            jax.profiler.stop_trace()
+
+
 class ProgressBar(Callback):
     """A tqdm bar per epoch with ETA, images/second, and the latest batch's loss and accuracy."""
 

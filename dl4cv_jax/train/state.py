@@ -16,15 +16,24 @@ from flax.training import train_state
 
 
 class TrainState(train_state.TrainState):
-    """Flax's TrainState plus `batch_stats` (BatchNorm running statistics) and the plateau state.
+    """Flax's TrainState plus `batch_stats` (BatchNorm running statistics), the plateau state and the EMA.
 
     `plateau_state` is the optax reduce-on-plateau state, or an empty tuple when the schedule is another one.
     Its `scale` multiplies every update, so reducing the learning rate on a plateau needs no recompile.
+    `ema_params` is an exponential moving average of `params` (an empty tuple when `ema_decay` is 0); it is
+    updated only when the optimizer really updates (not on the inner micro-steps of gradient accumulation).
     """
 
     batch_stats: Any
     plateau_state: Any
+    ema_params: Any = ()
     plateau: optax.GradientTransformation | None = struct.field(pytree_node=False, default=None)
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+    grad_accum_steps: int = struct.field(pytree_node=False, default=1)
+
+    def eval_params(self) -> Any:
+        """The weights to evaluate and predict with: the EMA when it is kept, else the raw parameters."""
+        return self.ema_params if self.ema_decay else self.params
 
     def lr_scale(self) -> jax.Array:
         """The reduce-on-plateau multiplier of the learning rate (1 when no plateau schedule is used)."""
@@ -38,7 +47,12 @@ class TrainState(train_state.TrainState):
         scale = self.lr_scale()
         updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
         params = optax.apply_updates(self.params, updates)
-        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
+        ema_params = self.ema_params
+        if self.ema_decay:
+            updated = opt_state.mini_step == 0 if self.grad_accum_steps > 1 else True
+            moved = optax.incremental_update(params, ema_params, step_size=1.0 - self.ema_decay)
+            ema_params = jax.tree.map(lambda new, old: jnp.where(updated, new, old), moved, ema_params)
+        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, ema_params=ema_params, **kwargs)
 
 
 def create_train_state(
@@ -47,6 +61,8 @@ def create_train_state(
     image_shape: tuple[int, int, int],
     tx: optax.GradientTransformation,
     plateau: optax.GradientTransformation | None = None,
+    ema_decay: float = 0.0,
+    grad_accum_steps: int = 1,
 ) -> TrainState:
     """Initialises the model on a dummy batch of `image_shape` and wraps everything in a TrainState.
 
@@ -64,6 +80,9 @@ def create_train_state(
         batch_stats=variables.get("batch_stats", {}),
         plateau_state=plateau.init(params) if plateau is not None else (),
         plateau=plateau,
+        ema_params=params if ema_decay else (),
+        ema_decay=ema_decay,
+        grad_accum_steps=grad_accum_steps,
     )
 
 

@@ -1,0 +1,196 @@
+"""JAX (the library's train step) against PyTorch on the same models, batch, optimizer and precision, in one run.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python benchmarks/compare_frameworks.py --models lenet resnet20_cifar --precisions float32
+    .venv/bin/python benchmarks/compare_frameworks.py --models resnet18_cifar --xla-cpu-defaults on off --compile
+
+For each XLA setting (`--xla-cpu-defaults on`: main.py's `--xla_cpu_experimental_ynn_fusion_type=-individual_
+convolution`; `off`: XLA's own defaults) one worker process builds, for every model and precision, the library's
+step (`train_step.JaxTrainStep`) and the PyTorch step (`torch_reference.TorchTrainStep`, eager, and compiled with
+`--compile`), warms them up and then times their windows in turn: JAX, PyTorch, JAX, PyTorch, ... so that both
+see the same load on a shared machine. Both frameworks get the same cores: XLA's pool uses every core, PyTorch
+gets `torch.set_num_threads(--threads)` (default: every core). `--rounds 2` runs the whole set twice (A B A B
+across processes too). `--preload` (e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2) runs the workers with
+that allocator in LD_PRELOAD: both frameworks then use it.
+
+The table gives the median images/second of each and the ratio JAX / PyTorch, with the load averages (as
+`uptime` prints them) at the end of each row's measurement.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.train_step import (  # noqa: E402
+    PRECISIONS,
+    WORKLOADS,
+    XLA_CPU_FLAG,
+    load_average,
+    machine_description,
+)
+
+_RESULT = "RESULT "  # worker lines starting with this carry one JSON row
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """In a fresh process whose XLA_FLAGS are already final: time JAX and PyTorch interleaved, print rows."""
+    from benchmarks import train_step
+
+    train_step.apply_xla_cpu_defaults(args.xla_cpu_defaults == "on")
+    import torch
+
+    from benchmarks.torch_reference import TorchTrainStep
+
+    torch.set_num_threads(args.threads)
+    print(f"# {machine_description()} | torch threads {torch.get_num_threads()}", flush=True)
+    for name in args.models:
+        for precision in args.precisions:
+            workload = WORKLOADS[name]
+            batch = args.batch_size or workload.batch_size
+            benches = [train_step.JaxTrainStep(workload, precision, batch)]
+            benches += [TorchTrainStep(workload, precision, batch, compile=False)]
+            if args.compile:
+                benches += [TorchTrainStep(workload, precision, batch, compile=True)]
+            counts = {b.label: b.num_parameters for b in benches}
+            if len(set(counts.values())) != 1:
+                raise AssertionError(f"{name}: parameter counts differ: {counts}")
+            load_before = load_average()
+            measured = train_step.measure_interleaved(benches, args.windows, args.window_seconds)
+            row = {
+                "model": name,
+                "precision": precision,
+                "batch": batch,
+                "xla_cpu_defaults": args.xla_cpu_defaults,
+                "preload": os.path.basename(os.environ.get("LD_PRELOAD", "")),
+                "xla_flags": " ".join(
+                    f for f in os.environ.get("XLA_FLAGS", "").split() if f != train_step.XLA_CPU_FLAG
+                ),
+                "parameters": benches[0].num_parameters,
+                "load_before": load_before,
+                "load_after": load_average(),
+                **{
+                    m.label: {
+                        "median": m.median,
+                        "best": m.best,
+                        "spread": m.spread(),
+                        "windows": m.images_per_second,
+                        "steps": m.steps_per_window,
+                        "first_s": m.first_step_s,
+                    }
+                    for m in measured
+                },
+            }
+            print(_RESULT + json.dumps(row), flush=True)
+
+
+def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str) -> list[dict]:
+    """Runs one worker for `xla_cpu_defaults` and returns its rows; its other output passes through."""
+    env = dict(os.environ)
+    inherited = env.get("XLA_FLAGS", "").split()
+    if xla_cpu_defaults == "off":  # XLA's own defaults, even where the caller's XLA_FLAGS has main.py's flag
+        inherited = [flag for flag in inherited if flag != XLA_CPU_FLAG]
+    env["XLA_FLAGS"] = " ".join([*inherited, *args.xla_flags.split()])
+    if args.preload:
+        env["LD_PRELOAD"] = args.preload
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [sys.executable, __file__, "--worker", "--xla-cpu-defaults", xla_cpu_defaults]
+    command += ["--models", *args.models, "--precisions", *args.precisions]
+    command += ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    command += ["--windows", str(args.windows), "--window-seconds", str(args.window_seconds)]
+    command += ["--compile"] if args.compile else []
+    rows = []
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
+        for line in process.stdout:
+            if line.startswith(_RESULT):
+                rows.append(json.loads(line[len(_RESULT) :]))
+                print_row(rows[-1])
+                if args.jsonl:  # rows survive an interrupted run
+                    with open(args.jsonl, "a") as f:
+                        f.write(line[len(_RESULT) :])
+            else:
+                print(line, end="", flush=True)
+    if process.returncode:
+        raise SystemExit(f"worker ({xla_cpu_defaults}) failed with exit status {process.returncode}")
+    return rows
+
+
+HEADER = (
+    "| model | precision | batch | XLA flag | JAX img/s median (best) | PyTorch img/s median (best) "
+    "| JAX / PyTorch: medians, paired, bests | torch.compile img/s median (best) | JAX / compiled (medians) "
+    "| load avg (1, 5, 15 min) |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def paired_ratio(row: dict, other: str) -> float:
+    """Median over windows of JAX / `other`, each JAX window with the window timed right after it."""
+    return statistics.median(a / b for a, b in zip(row["jax"]["windows"], row[other]["windows"], strict=True))
+
+
+def format_row(row: dict) -> str:
+    jax_, torch_ = row["jax"], row["torch"]
+    compiled = row.get("torch/compile")
+    compiled_cells = "not run | -"
+    if compiled:
+        compiled_cells = (
+            f"{compiled['median']:.1f} ({compiled['best']:.1f}) | {jax_['median'] / compiled['median']:.2f}"
+        )
+    flag = {"on": "ynn -individual_convolution", "off": "none"}[row["xla_cpu_defaults"]]
+    extra = ", ".join(filter(None, [row.get("xla_flags", ""), row.get("preload", "")]))
+    flag += f" ({extra})" if extra else ""
+    ratios = (
+        f"**{jax_['median'] / torch_['median']:.2f}**, {paired_ratio(row, 'torch'):.2f}, "
+        f"{jax_['best'] / torch_['best']:.2f}"
+    )
+    return (
+        f"| {row['model']} | {row['precision']} | {row['batch']} | {flag} | {jax_['median']:.1f} ({jax_['best']:.1f}) "
+        f"| {torch_['median']:.1f} ({torch_['best']:.1f}) | {ratios} | {compiled_cells} | {row['load_after']} |"
+    )
+
+
+def print_row(row: dict) -> None:
+    print(f"  -> {format_row(row)}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--batch-size", type=int, default=0, help="0 = each workload's default (see train_step.py)")
+    parser.add_argument("--xla-cpu-defaults", nargs="+", default=["on"], choices=("on", "off"))
+    parser.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX side (investigation)")
+    parser.add_argument("--preload", default="", help="an allocator for LD_PRELOAD, e.g. libjemalloc.so.2")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every worker this many times (A B A B)")
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--window-seconds", type=float, default=2.0)
+    parser.add_argument("--jsonl", default="", help="also append every row, as JSON, to this file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        (args.xla_cpu_defaults,) = args.xla_cpu_defaults
+        run_worker(args)
+        return
+    print(f"load average at start: {load_average()}", flush=True)
+    rows = []
+    for _ in range(args.rounds):
+        for setting in args.xla_cpu_defaults:
+            rows += spawn_worker(args, setting)
+    print(f"\n{machine_description()}\n")
+    print(HEADER)
+    for row in rows:
+        print(format_row(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Mixed precision, weight EMA, gradient accumulation, test-time augmentation and the profiler trace."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.data import load_data
+from dl4cv_jax.models import create_model
+from dl4cv_jax.train import steps, tta
+from dl4cv_jax.train.loop import build_trainer, train_and_evaluate
+from dl4cv_jax.train.state import create_train_state
+from tests.conftest import tiny_digits_config
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
+
+
+def test_k_micro_batches_equal_one_batch_of_k_times_b():
+    # No BatchNorm (its statistics would see B, not K*B) and no dropout: the two must agree.
+    def config(batch_size, accum):
+        return tiny_digits_config(
+            batch_size=batch_size, grad_accum_steps=accum, model__norm="none", schedule__name="constant"
+        )
+
+    big, small = config(64, 1), config(32, 2)
+    for c in (big, small):
+        c.optimizer.name = "momentum"
+        c.optimizer.weight_decay = 1e-3
+    data = load_data(big)
+    trainer_big, state_big = build_trainer(big, data)
+    trainer_small, state_small = build_trainer(small, data)
+    for batch in list(trainer_big.train_batches(0))[:2]:
+        state_big, _ = trainer_big.train_step(state_big, batch)
+        host = jax.device_get(batch)
+        for half in (slice(0, 32), slice(32, 64)):
+            micro = trainer_small.put_batch({k: v[half] for k, v in host.items()})
+            state_small, _ = trainer_small.train_step(state_small, micro)
+    for a, b in zip(_leaves(state_big.params), _leaves(state_small.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    assert not np.allclose(_leaves(state_big.params)[0], _leaves(build_trainer(big, data)[1].params)[0])
+
+
+def _tiny_state(ema_decay, accum=1):
+    model = create_model(tiny_digits_config(model__norm="none").model, 10)
+    tx = optax.sgd(0.1)
+    if accum > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
+    return create_train_state(model, jax.random.key(0), (8, 8, 1), tx, None, ema_decay, accum)
+
+
+def test_ema_follows_its_closed_form():
+    state = _tiny_state(ema_decay=0.5)
+    params, ema = _leaves(state.params), _leaves(state.params)
+    for g in (0.01, 0.02, 0.03):
+        state = state.apply_gradients(grads=jax.tree.map(lambda p, g=g: jnp.full_like(p, g), state.params))
+        params = [p - 0.1 * g for p in params]
+        ema = [0.5 * e + 0.5 * p for e, p in zip(ema, params, strict=True)]
+    for got, want in zip(_leaves(state.ema_params), ema, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert state.eval_params() is state.ema_params
+
+
+def test_ema_moves_only_on_real_updates_when_accumulating():
+    state = _tiny_state(ema_decay=0.9, accum=2)
+    start = _leaves(state.ema_params)
+    grads = jax.tree.map(jnp.ones_like, state.params)
+    state = state.apply_gradients(grads=grads)  # micro-step 1 of 2: no update
+    assert all(np.array_equal(a, b) for a, b in zip(start, _leaves(state.ema_params), strict=True))
+    state = state.apply_gradients(grads=grads)  # the update
+    assert not np.array_equal(start[0], _leaves(state.ema_params)[0])
+
+
+def test_tta_views_against_numpy():
+    images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 5, 3)), jnp.float32)
+    flip, *shifts = tta.tta_views(images, ("flip", "translate"))[1:]
+    np.testing.assert_array_equal(flip, np.asarray(images)[:, :, ::-1, :])
+    p = tta.TRANSLATE_PIXELS
+    padded = np.pad(np.asarray(images), ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(shifts[0], padded[:, 0:6, p : p + 5])  # content moved down by p
+    np.testing.assert_array_equal(shifts[3], padded[:, p : p + 6, 2 * p : 2 * p + 5])  # moved left by p
+
+
+def test_flip_tta_on_mirror_symmetric_images_equals_plain_log_softmax():
+    config = tiny_digits_config()
+    data = load_data(config)
+    _, state = build_trainer(config, data)
+    rng = np.random.default_rng(1)
+    half = rng.integers(0, 256, size=(4, 8, 4, 1), dtype=np.uint8)
+    batch = {"image": jnp.asarray(np.concatenate([half, half[:, :, ::-1]], axis=2))}
+    logits = functools.partial(steps.eval_logits, state, batch, loss_name=config.loss, mean=data.mean, std=data.std)
+    np.testing.assert_allclose(logits(tta=("flip",)), jax.nn.log_softmax(logits()), atol=1e-5)
+
+
+def test_bfloat16_reaches_float32_accuracy(tmp_path):
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        config = tiny_digits_config(num_epochs=8, precision=precision, model__width=16)
+        results[precision] = train_and_evaluate(config, tmp_path / precision, show_progress=False)["accuracy"]
+    assert results["float32"] > 0.9
+    assert abs(results["bfloat16"] - results["float32"]) <= 0.01, results
+
+
+def test_profile_steps_write_a_trace(tmp_path):
+    train_and_evaluate(tiny_digits_config(num_epochs=1, profile_steps=3), tmp_path, show_progress=False)
+    assert list((tmp_path / "profile").rglob("*.xplane.pb")), "no profiler trace written"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("precision", "float16", "config.precision='float16' is not supported; choose one of: bfloat16, float32"),
+        ("eval_tta", ("rotate",), "choose from: flip, translate"),
+        ("ema_decay", 1.0, "config.ema_decay=1.0 must be in [0, 1)"),
+        ("grad_accum_steps", 0, "config.grad_accum_steps=0 must be in 1.."),
+    ],
+)
+def test_bad_speed_settings(tmp_path, key, value, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        train_and_evaluate(tiny_digits_config(**{key: value}), tmp_path, show_progress=False)
