@@ -1,0 +1,57 @@
+"""--config.vmap_seeds=K: K vmapped copies equal K separate runs with the same seeds (within 1e-5)."""
+
+import jax
+import numpy as np
+import pytest
+
+from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.reproduce import TIMING_COLUMNS, final_state
+from dl4cv_jax.train.callbacks import read_history
+from dl4cv_jax.train.loop import train_and_evaluate
+from dl4cv_jax.train.run_files import read_json
+from dl4cv_jax.vmap_seeds import check_vmap_config, train_vmapped
+from tests.conftest import tiny_digits_config
+
+K = 4
+
+
+def _base(**overrides):
+    # Dropout and crop augmentation on, so each copy's own random streams are exercised.
+    return tiny_digits_config(
+        num_epochs=1, model__dropout_rate=0.1, data__augment=("crop",), data__crop_padding=2, **overrides
+    )
+
+
+def test_vmapped_seeds_equal_separate_runs(tmp_path):
+    config = _base(vmap_seeds=K)
+    tests = train_vmapped(config, tmp_path / "vmapped")
+    assert len(tests) == K
+    for seed in range(K):
+        vmapped = tmp_path / "vmapped" / f"seed={seed}"
+        separate = tmp_path / f"separate{seed}"
+        train_and_evaluate(_base(seed=seed), separate, show_progress=False)
+        assert read_json(vmapped / "config.json") == read_json(separate / "config.json")
+        rows = [read_history(w / "history.csv") for w in (vmapped, separate)]
+        for row_v, row_s in zip(*rows, strict=True):
+            for key in row_v:
+                if key not in TIMING_COLUMNS:
+                    np.testing.assert_allclose(float(row_v[key]), float(row_s[key]), atol=1e-5, err_msg=key)
+        test_v, test_s = read_json(vmapped / "test_metrics.json"), read_json(separate / "test_metrics.json")
+        assert (
+            test_v["num_examples"] == test_s["num_examples"] and test_v["checkpoint_step"] == test_s["checkpoint_step"]
+        )
+        np.testing.assert_allclose(
+            [test_v["loss"], test_v["accuracy"]], [test_s["loss"], test_s["accuracy"]], atol=1e-5
+        )
+        state_v, state_s = final_state(vmapped), final_state(separate)
+        for a, b in zip(jax.tree.leaves(state_v["params"]), jax.tree.leaves(state_s["params"]), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_what_the_copies_cannot_share_is_refused():
+    with pytest.raises(ConfigError, match="early_stopping.patience"):
+        check_vmap_config(_base(vmap_seeds=2, early_stopping__patience=3))
+    with pytest.raises(ConfigError, match="reduce_on_plateau"):
+        check_vmap_config(_base(vmap_seeds=2, schedule__name="reduce_on_plateau"))
+    with pytest.raises(ConfigError, match="vmap_seeds"):
+        check_vmap_config(_base(vmap_seeds=1))
