@@ -3,12 +3,28 @@
 Flags and mode dispatch only; the work happens in the dl4cv_jax library.
 """
 
+import importlib.util
 import logging as logging_std
 import os
 import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow is only the input pipeline; keep it quiet.
+
+# XLA:CPU routes each convolution through its YNN fusion by default; turning that off doubled the ResNet-20
+# train step on a 2-core CPU (0.52 -> 0.94-1.21 steps/s, see README "Speed on CPU"). Only where no accelerator
+# plugin is installed (the flag is CPU-specific), only if the user has not set it, and DL4CV_XLA_CPU_DEFAULTS=0
+# turns it off.
+_CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+
+
+def _cpu_only() -> bool:
+    return not any(importlib.util.find_spec(name) for name in ("jax_plugins", "jax_cuda12_plugin", "libtpu"))
+
+
+if os.environ.get("DL4CV_XLA_CPU_DEFAULTS", "1") != "0" and _cpu_only():
+    if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CPU_FLAG}".strip()
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -18,7 +34,22 @@ config_flags.DEFINE_config_file(
     "config", "configs/digits_cnn.py", "Experiment config file; override fields with --config.a.b=value."
 )
 flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here; default runs/<config name>.")
-flags.DEFINE_enum("mode", "train", ["train"], "train: train, validate each epoch, test the best checkpoint.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "predict", "compare", "preview", "sweep", "reproduce", "lr_find"],
+    "train: train, validate, test the best checkpoint (k-fold with --config.cv.folds=K) | eval: report on a split "
+    "of a trained workdir | predict: classify --images | compare: overlay the curves of the workdirs given as "
+    "arguments | preview: augmented training images | sweep: run --sweep | reproduce: re-run a workdir's config "
+    "| lr_find: learning-rate range test",
+)
+flags.DEFINE_enum("split", "test", ["train", "val", "test"], "eval: the split to evaluate.")
+flags.DEFINE_string("checkpoint", "best", "eval/predict: best | latest | a step number.")
+flags.DEFINE_multi_string("images", [], "predict: image files or folders (repeat the flag or list them).")
+flags.DEFINE_integer("top_k", 5, "predict: how many classes to report per image.")
+flags.DEFINE_string("output", None, "compare: the PNG to write (default: compare.png in the current directory).")
+flags.DEFINE_string("sweep", None, "sweep: the sweep definition file, e.g. experiments/optimizers.py.")
+flags.DEFINE_integer("workers", 1, "sweep: trials run in parallel (one per accelerator, or N CPU processes).")
 
 
 def default_workdir(config_path: str) -> pathlib.Path:
@@ -33,10 +64,8 @@ def _quiet_library_info(record: logging_std.LogRecord) -> bool:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from dl4cv_jax.choices import ConfigError
-    from dl4cv_jax.train.loop import TrainingDivergedError, train_and_evaluate
+    from dl4cv_jax.train.loop import TrainingDivergedError
     from dl4cv_jax.train.sharding import maybe_initialize_distributed
 
     logging.set_verbosity(logging.INFO)
@@ -46,9 +75,76 @@ def main(argv: list[str]) -> None:
     workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
     maybe_initialize_distributed()
     try:
-        train_and_evaluate(FLAGS.config, workdir)
+        run_mode(FLAGS.mode, pathlib.Path(workdir), argv[1:])
     except (ConfigError, TrainingDivergedError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
+
+
+def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
+    """Hands each mode to the library function that does it; flags are read here and nowhere else."""
+    if args and mode != "compare":
+        raise app.UsageError(f"unexpected arguments: {' '.join(args)}")
+    if mode == "train" and FLAGS.config.get("vmap_seeds", 0) > 1:
+        from dl4cv_jax.vmap_seeds import train_vmapped
+
+        train_vmapped(FLAGS.config, workdir)  # one workdir per seed: workdir/seed=<s>
+        return
+    if mode == "train":
+        if FLAGS.config.cv.folds > 1:  # k-fold cross-validation: one run per fold in workdir/fold_K
+            from dl4cv_jax.cross_validation import run_cross_validation
+
+            run_cross_validation(FLAGS.config, workdir)
+            return
+        from dl4cv_jax.train.loop import train_and_evaluate
+
+        train_and_evaluate(FLAGS.config, workdir)
+        return
+    if mode == "preview":  # workdir/augmentations.png: augmented training images with their labels
+        from dl4cv_jax.data.preview import write_preview
+
+        logging.info("wrote %s", write_preview(FLAGS.config, workdir))
+        return
+    if mode == "eval":
+        from dl4cv_jax.evaluate.cli import run_eval
+
+        run_eval(workdir, FLAGS.split, FLAGS.checkpoint)
+        return
+    if mode == "predict":
+        from dl4cv_jax.evaluate.cli import run_predict
+
+        run_predict(workdir, FLAGS.images, FLAGS.checkpoint, FLAGS.top_k)
+        return
+    if mode == "compare":
+        from dl4cv_jax.evaluate.cli import run_compare
+
+        run_compare(args, FLAGS.output)
+        return
+    if mode == "sweep":
+        from dl4cv_jax.sweep import load_sweep, run_sweep
+        from dl4cv_jax.sweep.runner import array_task
+
+        if not FLAGS.sweep:
+            raise app.UsageError("--mode=sweep needs --sweep=<file>, e.g. --sweep=experiments/optimizers.py")
+        sweep_dir = pathlib.Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(FLAGS.sweep)
+        overrides = config_flags.get_override_values(FLAGS["config"])  # --config.k=v: for every trial
+        results = run_sweep(load_sweep(FLAGS.sweep), sweep_dir, FLAGS.workers, overrides, array_task())
+        unfinished = [r["name"] for r in results if r["status"] != "done"]
+        if unfinished:
+            sys.exit(f"error: {len(unfinished)} of {len(results)} trials did not finish; see {sweep_dir}/results.md")
+        return
+    if mode == "reproduce":
+        from dl4cv_jax.reproduce import reproduce
+
+        report = reproduce(workdir)
+        if not report["matches"]:
+            sys.exit(f"error: the reproduction differs; see {report['reproduction']}/reproduce.json")
+        return
+    if mode == "lr_find":
+        from dl4cv_jax.lr_find import lr_find
+
+        lr_find(FLAGS.config, workdir)
+        return
+    raise app.UsageError(f"--mode={mode} is not available in this version")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,18 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     config.seed = 0  # seeds parameter init, data order, augmentation and dropout
+    config.vmap_seeds = 0  # K > 1: train seeds seed..seed+K-1 side by side in one vmapped program, workdir/seed=<s>
     config.batch_size = 128  # global batch, split evenly over all devices
     config.eval_batch_size = 0  # 0 = batch_size; evaluation pads the last batch and masks the padding
     config.num_epochs = 10  # epochs to train (early stopping may end sooner)
     config.loss = "softmax_cross_entropy"  # see dl4cv_jax.losses.LOSSES
     config.label_smoothing = 0.0  # for softmax_cross_entropy: 0.1 mixes 10% uniform mass into the targets
     config.log_every_steps = 20  # console progress and NaN checks every N steps
+    config.precision = "float32"  # float32 | bfloat16 (bf16 compute; params, optimizer, BN stats, loss in float32)
+    config.ema_decay = 0.0  # > 0 (e.g. 0.999): keep an EMA of the weights, used for evaluation and checkpointed
+    config.grad_accum_steps = 1  # average gradients over K batches of batch_size before each optimizer update
+    config.eval_tta = ()  # test-time augmentation in evaluation: any of flip, translate (probabilities averaged)
+    config.profile_steps = 0  # > 0: jax.profiler trace of N train steps (after compilation) in workdir/profile
 
     # --- Model -----------------------------------------------------------------------------------------
     config.model = ml_collections.ConfigDict()
@@ -31,26 +37,34 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- Data ------------------------------------------------------------------------------------------
     config.data = ml_collections.ConfigDict()
-    config.data.source = "digits"  # tfds | folder | digits | synthetic
-    config.data.name = ""  # tfds dataset name, e.g. cifar10 (source=tfds)
-    config.data.dir = ""  # folder root (source=folder) or tfds data_dir (source=tfds; '' = tfds default)
+    config.data.source = "digits"  # tfds | folder | numpy (.npz of x_train, y_train, ...) | digits | synthetic
+    config.data.name = ""  # tfds dataset name, e.g. cifar10 (source=tfds); display name for folder / numpy
+    config.data.dir = ""  # folder root (folder), .npz file (numpy) or tfds data_dir (tfds; '' = tfds default)
     config.data.image_size = 0  # resize to image_size x image_size; 0 = keep the source's size
+    config.data.resize_method = "bilinear"  # bilinear | nearest | bicubic | area | lanczos3 | lanczos5 | ...
     config.data.channels = 0  # 1 or 3 to convert; 0 = keep the source's channels
+    config.data.skip_corrupt = False  # folder: skip (and count) unreadable image files instead of stopping
     config.data.max_train_examples = 0  # stratified subset of train for quick runs; 0 = all
     config.data.val_fraction = 0.2  # of the train pool, carved (stratified) when the source has no validation split
     config.data.test_fraction = 0.2  # of the train pool, carved (stratified) when the source has no test split
     config.data.train_split = "train"  # tfds split names
     config.data.val_split = ""  # tfds validation split; '' = carve a stratified slice from train
     config.data.test_split = "test"
-    config.data.augment = ()  # in order; this issue offers: crop (random crop after padding), flip
-    config.data.crop_padding = 4  # pixels of padding for the random crop
+    config.data.augment = ()  # in order, e.g. ("crop(4)", "flip", "rotate(15)") or "crop,flip"; see data/augment.py
+    config.data.crop_padding = 4  # pixels of padding for a random crop given without a padding ("crop")
     config.data.mean = ()  # per-channel mean in [0, 1]; () = measured on the training images
     config.data.std = ()  # per-channel std in [0, 1]; () = measured on the training images
     config.data.max_in_memory_mb = 2048  # splits smaller than this (decoded) are held in memory, larger ones streamed
     config.data.shuffle_buffer = 0  # tfds streaming shuffle buffer; 0 = 16 x batch_size
+    config.data.pipeline = "tfdata"  # tfdata | device (in-memory data kept and augmented on the accelerator)
     config.data.synthetic_examples = 512  # source=synthetic: examples per split (train; val/test get 1/4)
     config.data.synthetic_classes = 10  # source=synthetic: number of classes
     config.data.synthetic_shape = (32, 32, 3)  # source=synthetic: H, W, C
+
+    # --- Cross-validation --------------------------------------------------------------------------------
+    config.cv = ml_collections.ConfigDict()
+    config.cv.folds = 0  # > 1: k-fold cross-validation, one run per fold in workdir/fold_K (0 or 1 = off)
+    config.cv.fold = -1  # the fold used as validation in this run; -1 = run every fold (set per fold by the CV)
 
     # --- Optimizer (optax) -----------------------------------------------------------------------------
     config.optimizer = ml_collections.ConfigDict()
@@ -86,5 +100,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.early_stopping = ml_collections.ConfigDict()
     config.early_stopping.patience = 0  # epochs without improvement of checkpoint.monitor; 0 = off
     config.early_stopping.min_delta = 0.0  # smallest improvement that resets the patience
+
+    # --- Debugging aids ---------------------------------------------------------------------------------
+    config.debug = ml_collections.ConfigDict()
+    config.debug.overfit_batches = 0  # > 0: train every epoch on the same first N batches (loss should reach ~0)
 
     return config

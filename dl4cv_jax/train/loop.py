@@ -8,10 +8,11 @@ resumed run continues exactly where an uninterrupted one would be.
 
 import dataclasses
 import functools
+import itertools
 import math
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -24,9 +25,10 @@ from flax.training.early_stopping import EarlyStopping
 from dl4cv_jax import data as data_lib
 from dl4cv_jax import losses, monitor, optim, schedules
 from dl4cv_jax.choices import choose, require
+from dl4cv_jax.evaluate.curves import CurvesPlot
 from dl4cv_jax.models import MODELS, create_model
 from dl4cv_jax.train import callbacks as callbacks_lib
-from dl4cv_jax.train import run_files, sharding, steps
+from dl4cv_jax.train import precision, run_files, sharding, steps, tta
 from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
 
@@ -52,6 +54,37 @@ class Trainer:
     def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         return sharding.shard_batch(batch, sharding.batch_sharding(self.mesh))
 
+    def train_batches(self, epoch: int) -> Iterator[dict[str, jax.Array]]:
+        """The global batches of `epoch` (0-based), sharded over the mesh, ready for `train_step`.
+
+        With `debug.overfit_batches=N`, every epoch is the first N batches of epoch 0, the same images with the
+        same augmentation: a model that cannot drive their loss to ~0 has a bug.
+        """
+        overfit = self.config.debug.overfit_batches
+        epoch = 0 if overfit else epoch
+        # --- data.pipeline='device' (dl4cv_jax/data/device.py): batches made on the devices, already global.
+        if self.config.data.pipeline == "device":
+            from dl4cv_jax.data import device
+
+            batches = device.train_batches(self.data, self.config, epoch, self.mesh)
+            return itertools.islice(batches, overfit) if overfit else batches
+        # --- end data.pipeline='device'
+        local = data_lib.train_batches(self.data, self.config, epoch, jax.process_index(), jax.process_count())
+        if overfit:
+            local = itertools.islice(local, overfit)
+        return map(self.put_batch, local)
+
+    def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
+        """Every example of `split` once, padded and masked, sharded over the mesh."""
+        # --- data.pipeline='device' (dl4cv_jax/data/device.py)
+        if self.config.data.pipeline == "device":
+            from dl4cv_jax.data import device
+
+            return device.eval_batches(self.data, split, self.config, self.mesh)
+        # --- end data.pipeline='device'
+        local = data_lib.eval_batches(self.data, split, self.config, jax.process_index(), jax.process_count())
+        return map(self.put_batch, local)
+
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Fails at once, before any data is read, on names and values no component accepts."""
@@ -65,6 +98,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     require(config.num_epochs > 0, "num_epochs", config.num_epochs, "must be > 0")
     sharding.check_batch_size(config.batch_size)
     sharding.check_batch_size(config.eval_batch_size or config.batch_size, "eval_batch_size")
+    precision.compute_dtype(config)
+    require(0.0 <= config.ema_decay < 1.0, "ema_decay", config.ema_decay, "must be in [0, 1)")
+    tta.check_tta(config.eval_tta)
+    require(
+        not config.eval_tta or config.loss != "sigmoid_binary_cross_entropy",
+        "eval_tta",
+        tuple(config.eval_tta),
+        "needs a softmax loss (test-time augmentation averages class probabilities)",
+    )
 
 
 def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer, TrainState]:
@@ -72,16 +114,35 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
     check_config(config)
     higher_is_better = monitor.monitor_mode(config.checkpoint.monitor)
     steps_per_epoch = data_lib.steps_per_epoch(data, config)
-    schedule = schedules.make_schedule(config, steps_per_epoch, config.num_epochs)
+    if config.debug.overfit_batches:
+        require(
+            0 < config.debug.overfit_batches <= steps_per_epoch,
+            "debug.overfit_batches",
+            config.debug.overfit_batches,
+            f"must be in 0..{steps_per_epoch} (the batches in one epoch)",
+        )
+        steps_per_epoch = config.debug.overfit_batches
+    accum = config.grad_accum_steps
+    require(1 <= accum <= steps_per_epoch, "grad_accum_steps", accum, f"must be in 1..{steps_per_epoch} (steps/epoch)")
+    # With accumulation the schedule counts optimizer updates, not batches.
+    schedule = schedules.make_schedule(config, steps_per_epoch / accum, config.num_epochs)
     plateau = schedules.make_plateau(config)
     tx = optim.make_optimizer(config, schedule)
+    if accum > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
     model = create_model(config.model, losses.num_outputs(config.loss, data.num_classes))
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-    state = create_train_state(model, init_key, data.image_shape, tx, plateau)
+    state = create_train_state(model, init_key, data.image_shape, tx, plateau, config.ema_decay, accum)
 
     mesh = sharding.make_mesh()
     state = sharding.replicate(state, mesh)
-    common = dict(loss_fn=losses.make_loss(config), loss_name=config.loss, mean=data.mean, std=data.std)
+    common = dict(
+        loss_fn=losses.make_loss(config),
+        loss_name=config.loss,
+        mean=data.mean,
+        std=data.std,
+        compute_dtype=precision.compute_dtype(config),
+    )
     repl, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
     train_step = jax.jit(
         functools.partial(steps.train_step, dropout_key=dropout_key, **common),
@@ -89,16 +150,19 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
         out_shardings=(repl, repl),
         donate_argnums=(0,),
     )
-    eval_step = jax.jit(functools.partial(steps.eval_step, **common), in_shardings=(repl, batch), out_shardings=repl)
+    eval_step = jax.jit(
+        functools.partial(steps.eval_step, tta=tuple(config.eval_tta), **common),
+        in_shardings=(repl, batch),
+        out_shardings=repl,
+    )
     trainer = Trainer(config, data, mesh, schedule, plateau, steps_per_epoch, train_step, eval_step, higher_is_better)
     return trainer, state
 
 
 def evaluate(trainer: Trainer, state: TrainState, split: str) -> dict[str, float]:
     """Loss and accuracy over every example of `split` (padding masked out)."""
-    batches = data_lib.eval_batches(trainer.data, split, trainer.config, jax.process_index(), jax.process_count())
     # Sums stay on the device until the end (no sync per batch) and are added up in float64 on the host.
-    sums = jax.device_get([trainer.eval_step(state, trainer.put_batch(batch)) for batch in batches])
+    sums = jax.device_get([trainer.eval_step(state, batch) for batch in trainer.eval_batches(split)])
     totals = {key: math.fsum(float(s[key]) for s in sums) for key in sums[0]}
     count = float(totals["count"])
     return {
@@ -124,8 +188,8 @@ def train_epoch(
     step = epoch * trainer.steps_per_epoch
     start = time.perf_counter()
     history = []
-    for batch in data_lib.train_batches(trainer.data, config, epoch, jax.process_index(), jax.process_count()):
-        state, metrics = trainer.train_step(state, trainer.put_batch(batch))
+    for batch in trainer.train_batches(epoch):
+        state, metrics = trainer.train_step(state, batch)
         step += 1
         history.append(metrics)
         callbacks.on_batch_end(step, metrics)
@@ -140,6 +204,16 @@ def train_epoch(
         "accuracy": float(means["accuracy"]),
         "seconds": seconds,
         "images_per_second": len(history) * config.batch_size / seconds,
+    }
+
+
+def data_info(data: Any) -> dict[str, Any]:
+    """What inference needs besides the weights: class names, input shape and the normalisation used."""
+    return {
+        "class_names": list(data.class_names),
+        "image_shape": list(data.image_shape),
+        "mean": list(data.mean),
+        "std": list(data.std),
     }
 
 
@@ -164,7 +238,9 @@ def _initial_loop_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def _learning_rate(trainer: Trainer, state: TrainState, step: int) -> float:
-    return float(trainer.schedule(max(step - 1, 0))) * float(state.lr_scale())
+    """The rate of the last optimizer update before `step` (schedules count updates, not micro-batches)."""
+    updates = step // trainer.config.grad_accum_steps
+    return float(trainer.schedule(max(updates - 1, 0))) * float(state.lr_scale())
 
 
 def train_and_evaluate(
@@ -181,6 +257,7 @@ def train_and_evaluate(
     trainer, state = build_trainer(config, data)
     run_files.check_or_write_config(workdir, config)
     run_files.write_json(workdir / "class_names.json", list(data.class_names))
+    run_files.write_json(workdir / "data_info.json", data_info(data))
     run_files.record_run_start(workdir, config.seed)
     logging.info("data: %s", data.describe())
     logging.info(
@@ -203,6 +280,9 @@ def train_and_evaluate(
         if show_progress:
             builtin.append(callbacks_lib.ProgressBar(config.batch_size, config.log_every_steps))
         builtin += [callbacks_lib.HistoryCSV(workdir / "history.csv"), callbacks_lib.TensorBoard(workdir)]
+        builtin.append(CurvesPlot(workdir))  # curves.png, redrawn after each history.csv row
+    if config.profile_steps:
+        builtin.append(callbacks_lib.ProfileTrace(workdir / "profile", config.profile_steps))
     all_callbacks = callbacks_lib.CallbackList([*builtin, *callbacks])
     try:
         state, loop = _fit(trainer, state, loop, store, all_callbacks, workdir)
@@ -256,6 +336,7 @@ def _fit(trainer, state, loop, store, callbacks, workdir):
             "stopped_early": bool(patience > 0 and early.patience_count >= patience),
             "best": _tracker_to_json(best),
             "early": _tracker_to_json(early),
+            "data": data_info(trainer.data),  # class names travel with the weights
         }
         if best.has_improved:
             store.save(BEST, step, state, loop)
