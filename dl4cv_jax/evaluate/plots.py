@@ -17,9 +17,12 @@ _ANNOTATE_UP_TO = 30  # classes; beyond that the numbers in the cells cannot be 
 _NAME_TICKS_UP_TO = 60  # classes; beyond that the class names on the axes overlap
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """An empty figure on an Agg canvas (no display, no pyplot state)."""
-    figure = Figure(figsize=(width, height), layout="constrained")
+def new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    """An empty figure on an Agg canvas (no display, no pyplot state).
+
+    layout=None skips the layout engine, which halves the drawing time; callers then set the margins.
+    """
+    figure = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(figure)
     return figure
 
