@@ -211,7 +211,7 @@ class Measurement:
         return f"{min(ips):.0f}-{max(ips):.0f}"
 
 
-def warm_up(bench: Any, target_seconds: float, min_steps: int = 3) -> tuple[float, int]:
+def warm_up(bench: Any, target_seconds: float, min_steps: int = 2) -> tuple[float, int]:
     """Compiles, then runs at least `min_steps` steps and half a window; returns the first call's seconds and
     the number of steps that fills one window of `target_seconds`."""
     first = bench.run(1)

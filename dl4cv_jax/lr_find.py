@@ -104,7 +104,9 @@ def range_test(config: ml_collections.ConfigDict, settings: LRFindSettings) -> t
     trainer, state = build_trainer(config, data_lib.load_data(config))
     schedule = exponential_schedule(settings.start_lr, settings.end_lr, settings.num_steps)
     tx = optim.make_optimizer(config, schedule)  # config.optimizer, driven by the range-test schedule
-    state = sharding.replicate(state.replace(tx=tx, opt_state=tx.init(state.params)), trainer.mesh)
+    # One optimizer update per batch and per rate: gradient accumulation (grad_accum_steps) is not applied.
+    state = state.replace(tx=tx, opt_state=tx.init(state.params), grad_accum_steps=1)
+    state = sharding.replicate(state, trainer.mesh)
     losses: list[float] = []
     lowest, average, beta, diverged = math.inf, 0.0, settings.beta(), False
     batches = itertools.chain.from_iterable(trainer.train_batches(epoch) for epoch in itertools.count())

@@ -18,7 +18,59 @@ def to_uint8(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
 
 
-# --- Crops and flips ---------------------------------------------------------------------------------------
+# --- Crops and flips: pixel moves, fused into one gather ---------------------------------------------------
+# A crop or a flip only moves pixels, and separably: output pixel (y, x) is input pixel (rows[y], cols[x]), -1 for
+# a zero-padded border. Consecutive moves are composed on these [B, H] and [B, W] index arrays and the images are
+# gathered once; in tf.data that is about three times faster than padding (MirrorPad is slow on uint8), cutting
+# and reversing the images one move at a time.
+
+Coords = tuple[tf.Tensor, tf.Tensor]
+
+
+def identity_coords(images: tf.Tensor) -> Coords:
+    """rows [B, H] and cols [B, W] that leave every image as it is."""
+    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    return tf.tile(tf.range(height)[None], [batch, 1]), tf.tile(tf.range(width)[None], [batch, 1])
+
+
+def reflect_index(index: tf.Tensor, size: int) -> tf.Tensor:
+    """Index into a mirror-padded axis (numpy's 'reflect': the edge is not repeated), valid for |overhang| < size."""
+    return (size - 1) - tf.abs((size - 1) - tf.abs(index))
+
+
+def _compose(previous: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
+    """previous[new] per example; -1 (a zero border) stays -1."""
+    moved = tf.gather(previous, tf.maximum(new, 0), batch_dims=1)
+    return tf.where(new < 0, -1, moved)
+
+
+def crop_coords(coords: Coords, offsets: tf.Tensor, padding: int, fill: str, height: int, width: int) -> Coords:
+    """`coords` followed by a crop at each (y, x) offset of the image padded by `padding` (reflect or zeros)."""
+    axes = []
+    for k, size in enumerate((height, width)):
+        index = offsets[:, k : k + 1] - padding + tf.range(size)[None, :]
+        inside = (index >= 0) & (index < size)
+        axes.append(reflect_index(index, size) if fill == "reflect" else tf.where(inside, index, -1))
+    return _compose(coords[0], axes[0]), _compose(coords[1], axes[1])
+
+
+def flip_coords(coords: Coords, flips: tf.Tensor, axis: int) -> Coords:
+    """`coords` followed by a mirror along rows (axis 0) or columns (axis 1) where `flips` is set."""
+    moved = list(coords)
+    moved[axis] = tf.where(flips[:, None], tf.reverse(coords[axis], axis=[1]), coords[axis])
+    return moved[0], moved[1]
+
+
+def gather_pixels(images: tf.Tensor, coords: Coords) -> tf.Tensor:
+    """images[b, rows[b, y], cols[b, x]] in one flat gather; zero where an index is -1."""
+    rows, cols = coords
+    _, height, width, channels = images.shape
+    batch = tf.shape(images)[0]
+    flat = tf.reshape(images, [-1, channels])
+    base = tf.range(batch)[:, None, None] * (height * width)
+    out = tf.gather(flat, base + tf.maximum(rows, 0)[:, :, None] * width + tf.maximum(cols, 0)[:, None, :])
+    inside = (rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]
+    return tf.where(inside[..., None], out, tf.zeros_like(out))
 
 
 def pad_and_crop(images: tf.Tensor, offsets: tf.Tensor, padding: int, fill: str = "reflect") -> tf.Tensor:
@@ -28,22 +80,26 @@ def pad_and_crop(images: tf.Tensor, offsets: tf.Tensor, padding: int, fill: str 
     it keeps the border statistics natural where zero padding adds black frames.
     """
     _, height, width, _ = images.shape
-    mode = "REFLECT" if fill == "reflect" else "CONSTANT"
-    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode=mode)
-    rows = offsets[:, :1] + tf.range(height)[None, :]
-    cols = offsets[:, 1:] + tf.range(width)[None, :]
-    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+    return gather_pixels(images, crop_coords(identity_coords(images), offsets, padding, fill, height, width))
 
 
 def flip(images: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
     """Mirrors left-right the [B, H, W, C] images whose entry of bool [B] `flips` is set."""
-    return tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    return gather_pixels(images, flip_coords(identity_coords(images), flips, axis=1))
 
 
 def vflip(images: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
     """Mirrors top-bottom the images whose entry of bool [B] `flips` is set."""
-    return tf.where(flips[:, None, None, None], tf.reverse(images, axis=[1]), images)
+    return gather_pixels(images, flip_coords(identity_coords(images), flips, axis=0))
+
+
+def _move(coords: Coords, op: str, rows: tf.Tensor, height: int, width: int, **op_args) -> Coords:
+    if op == "crop":
+        return crop_coords(coords, rows, op_args["padding"], op_args["fill"], height, width)
+    return flip_coords(coords, rows, axis=1 if op == "flip" else 0)
+
+
+PIXEL_MOVES = ("crop", "flip", "vflip")
 
 
 def rot90(images: tf.Tensor, turns: tf.Tensor) -> tf.Tensor:
@@ -73,6 +129,21 @@ def warp(images: tf.Tensor, transforms: tf.Tensor, fill: str = "reflect") -> tf.
         fill_mode=fill.upper(),
     )
     return to_uint8(out)
+
+
+def compose_warps(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
+    """The [B, 8] transform of warping by `first`, then by `second` (each maps output points to input points).
+
+    Consecutive warps (rotate, zoom, shear, translate) are applied as this one transform: one resampling instead
+    of several, so both faster and sharper.
+    """
+
+    def matrix(t: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(tf.concat([t, tf.ones_like(t[:, :1])], axis=1), [-1, 3, 3])
+
+    product = tf.linalg.matmul(matrix(tf.cast(first, tf.float32)), matrix(tf.cast(second, tf.float32)))
+    product = product / product[:, 2:3, 2:3]
+    return tf.reshape(product, [-1, 9])[:, :8]
 
 
 # --- Colour ------------------------------------------------------------------------------------------------
@@ -196,12 +267,30 @@ def apply_augmentations(
     Returns the images; with `labels` given, (images, labels), the labels one-hot float [B, num_classes] when a
     mixing augmentation is in the list (soft targets) and unchanged otherwise.
     """
+    _, height, width, _ = images.shape
+    coords = None  # pending pixel moves, gathered in one go before the next other operation
+    warp_fill, transforms = None, None  # pending warps with one fill mode, resampled in one go
     for aug, table in zip(augmentations, tables, strict=True):
         rows = tf.gather(table, index)
+        if warp_fill is not None and not (aug.op == "warp" and aug.op_args["fill"] == warp_fill):
+            images, warp_fill = warp(images, transforms, warp_fill), None
+        if aug.op in PIXEL_MOVES:
+            coords = _move(coords or identity_coords(images), aug.op, rows, height, width, **aug.op_args)
+            continue
+        if coords is not None:
+            images, coords = gather_pixels(images, coords), None
+        if aug.op == "warp":
+            transforms = rows if warp_fill is None else compose_warps(transforms, rows)
+            warp_fill = aug.op_args["fill"]
+            continue
         if aug.mixes:
             if labels.shape.rank == 1:
                 labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
             images, labels = OPS[aug.op](images, labels, rows, **aug.op_args)
         else:
             images = OPS[aug.op](images, rows, **aug.op_args)
+    if coords is not None:
+        images = gather_pixels(images, coords)
+    if warp_fill is not None:
+        images = warp(images, transforms, warp_fill)
     return images if labels is None else (images, labels)

@@ -8,6 +8,7 @@ mean is shown.
 """
 
 import csv
+import datetime
 import io
 import json
 import math
@@ -82,10 +83,22 @@ def trial_row(trial_dir: pathlib.Path) -> dict[str, Any]:
     if done:
         test = read_json(trial_dir / "test_metrics.json")
         row["test_accuracy"], row["test_loss"] = test["accuracy"], test["loss"]
-    row["wall_seconds"] = status.get("wall_seconds", row.pop("train_seconds", None))
-    row.pop("train_seconds", None)
+    row["wall_seconds"] = _wall_seconds(trial_dir, status, done, row.pop("train_seconds", None))
     row["error"] = "" if done else status.get("error", "")
     return row
+
+
+def _wall_seconds(trial_dir: pathlib.Path, status: dict[str, Any], done: bool, train_seconds: float | None) -> Any:
+    """The trial's wall time over its attempts. A trial that finished after its sweep was killed still says
+    "running": its last attempt lasted from `started` to when test_metrics.json was written. Without a status
+    file (a run made outside a sweep), the sum of its epochs' training time is the best there is."""
+    if not status:
+        return train_seconds
+    seconds = status.get("wall_seconds", 0.0)
+    if done and status.get("status") == "running" and "started" in status:
+        started = datetime.datetime.fromisoformat(status["started"]).timestamp()
+        seconds += max(0.0, (trial_dir / "test_metrics.json").stat().st_mtime - started)
+    return seconds
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

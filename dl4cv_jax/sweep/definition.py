@@ -117,15 +117,18 @@ class Trial:
         """The overrides as they appear in the trial's name (tuples joined by '+'): the columns of results.csv."""
         return {key: _name_part(value) for key, value in self.overrides}
 
+    def all_overrides(self) -> dict[str, Any]:
+        """Fixed overrides, then the setting's (which win on a shared key), then the seed."""
+        return {**dict(self.fixed), **dict(self.overrides), "seed": self.seed}
+
     def override_args(self) -> list[str]:
         """The `--config.key=value` arguments of main.py that make this trial's config from the base config."""
-        pairs = [*self.fixed, *self.overrides, ("seed", self.seed)]
-        return [f"--config.{key}={format_value(value)}" for key, value in pairs]
+        return [f"--config.{key}={format_value(value)}" for key, value in self.all_overrides().items()]
 
     def apply(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-        """A copy of `config` with this trial's fixed overrides, overrides and seed set."""
+        """A copy of `config` with this trial's overrides and seed set (as `override_args` would)."""
         config = ml_collections.ConfigDict(config.to_dict())
-        for key, value in [*self.fixed, *self.overrides, ("seed", self.seed)]:
+        for key, value in self.all_overrides().items():
             *parents, leaf = key.split(".")
             node = config
             for part in parents:

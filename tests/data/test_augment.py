@@ -111,6 +111,24 @@ def test_warp_matches_scipy_bilinear_sampling_inside_the_image(matrices):
     assert np.abs(out[inside].astype(int) - as_uint8(expected)[inside].astype(int)).max() <= 1
 
 
+def test_consecutive_warps_are_resampled_once_as_their_composition():
+    images = unique_images(4, shape=(9, 9, 3))
+    augs = make_augmentations(("rotate(40)", "zoom(0.3)", "crop(2)", "flip"), 2, (9, 9, 3))
+    angles, scales = np.array([10.0, -25.0, 33.0, 0.0]), np.array([1.2, 0.8, 1.0, 1.3])
+    tables = [
+        params.centred(params.rotation_matrices(angles), 9, 9),
+        params.centred(params.zoom_matrices(scales), 9, 9),
+        np.array([[0, 4], [2, 2], [1, 3], [4, 0]], np.int32),
+        np.array([True, False, True, False]),
+    ]
+    got = ops.apply_augmentations(augs, [tf.constant(t) for t in tables], tf.constant(images), tf.range(4)).numpy()
+    rotated = params.rotation_matrices(angles)
+    combined = params.centred(np.einsum("nij,njk->nik", rotated, params.zoom_matrices(scales)), 9, 9)
+    warped = warp(images, combined)
+    expected = run("flip", run("crop", warped, tables[2], padding=2, fill="reflect"), tables[3])
+    assert np.abs(got.astype(int) - expected).max() <= 1  # float32 composition vs float64
+
+
 def test_zoom_in_by_two_magnifies_the_centre():
     image = np.zeros((9, 9, 1), np.uint8)
     image[3:6, 3:6] = 200  # a 3x3 square in the middle
