@@ -45,7 +45,7 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_enum("split", "test", ["train", "val", "test"], "eval: the split to evaluate.")
 flags.DEFINE_string("checkpoint", "best", "eval/predict: best | latest | a step number.")
-flags.DEFINE_multi_string("images", [], "predict: image files or folders (repeat the flag or list them).")
+flags.DEFINE_multi_string("images", [], "predict: image files or folders (--images a.jpg b.png dir/).")
 flags.DEFINE_integer("top_k", 5, "predict: how many classes to report per image.")
 flags.DEFINE_string("output", None, "compare: the PNG to write (default: compare.png in the current directory).")
 flags.DEFINE_string("sweep", None, "sweep: the sweep definition file, e.g. experiments/optimizers.py.")
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> None:
 
 def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
     """Hands each mode to the library function that does it; flags are read here and nowhere else."""
-    if args and mode != "compare":
+    if args and mode not in ("compare", "predict"):
         raise app.UsageError(f"unexpected arguments: {' '.join(args)}")
     if mode == "train" and FLAGS.config.get("vmap_seeds", 0) > 1:
         from dl4cv_jax.vmap_seeds import train_vmapped
@@ -112,7 +112,8 @@ def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
     if mode == "predict":
         from dl4cv_jax.evaluate.cli import run_predict
 
-        run_predict(workdir, FLAGS.images, FLAGS.checkpoint, FLAGS.top_k)
+        # `--images a.jpg b.jpg dir/`: absl gives the first to the flag, the others arrive as arguments.
+        run_predict(workdir, [*FLAGS.images, *args], FLAGS.checkpoint, FLAGS.top_k)
         return
     if mode == "compare":
         from dl4cv_jax.evaluate.cli import run_compare

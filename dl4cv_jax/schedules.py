@@ -134,7 +134,7 @@ def make_schedule(config: ConfigDict, steps_per_epoch: int, num_epochs: int) -> 
     require(num_epochs >= 1, "num_epochs", num_epochs, "must be >= 1")
     total = steps_per_epoch * num_epochs
     key = "schedule.warmup_epochs"
-    require(0 <= sched.warmup_epochs < num_epochs, key, sched.warmup_epochs, f"must be in [0, {num_epochs})")
+    require(0 <= sched.warmup_epochs < num_epochs, key, sched.warmup_epochs, f"must be in [0, num_epochs={num_epochs})")
     warmup = round(sched.warmup_epochs * steps_per_epoch)
     main = builder(peak, sched, total - warmup, steps_per_epoch, total)
     if warmup == 0:

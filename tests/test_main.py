@@ -34,3 +34,35 @@ def test_default_workdir_is_named_after_the_config():
     import main
 
     assert str(main.default_workdir("configs/resnet_cifar.py")) == "runs/resnet_cifar"
+
+
+def test_predict_takes_space_separated_images(tmp_path):
+    """`--images a.png b.png`: absl gives the flag its first value only; main.py takes the rest as images too."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    run = tmp_path / "run"
+    train = [
+        sys.executable,
+        "main.py",
+        "--config=configs/digits_cnn.py",
+        f"--workdir={run}",
+        "--config.num_epochs=2",
+        "--config.model.width=8",
+    ]
+    assert subprocess.run(train, cwd=REPO, env=env, capture_output=True, timeout=300).returncode == 0
+    digits = load_digits()
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"digit{i}.png")
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8), "L").save(paths[-1])
+    predict = [sys.executable, "main.py", "--mode=predict", f"--workdir={run}", "--images", *map(str, paths)]
+    result = subprocess.run(predict, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads(next((run / "predictions").glob("*.json")).read_text())
+    assert [item["path"] for item in saved["images"]] == [str(p) for p in paths]
+    unexpected = [sys.executable, "main.py", "--mode=eval", f"--workdir={run}", "extra_argument"]
+    result = subprocess.run(unexpected, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "unexpected arguments: extra_argument" in result.stderr

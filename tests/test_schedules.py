@@ -148,7 +148,7 @@ def test_monitor_mode():
     "name, fields, match",
     [
         ("warm_restarts", {}, r"config\.schedule\.name='warm_restarts'.*choose one of: constant, cosine"),
-        ("cosine", {"warmup_epochs": 8.0}, r"config\.schedule\.warmup_epochs=8\.0 must be in \[0, 8\)"),
+        ("cosine", {"warmup_epochs": 8.0}, r"config\.schedule\.warmup_epochs=8\.0 must be in \[0, num_epochs=8\)"),
         ("cosine", {"end_fraction": 1.5}, r"config\.schedule\.end_fraction=1\.5"),
         ("exponential", {"decay_rate": 0.0}, r"config\.schedule\.decay_rate=0\.0"),
         ("inverse_time", {"decay_epochs": 0.0}, r"config\.schedule\.decay_epochs=0\.0"),

@@ -11,6 +11,7 @@ so both paths give the same batches bit for bit (tests/data/test_device.py). Per
 placed on the devices once (replicated); each batch comes out sharded over the mesh's batch axis.
 """
 
+import dataclasses
 import functools
 import weakref
 from collections.abc import Iterator, Sequence
@@ -115,11 +116,21 @@ def device_augmentations(data: Data, config: ml_collections.ConfigDict) -> list[
     return augmentations
 
 
-def train_batches(data: Data, config: ml_collections.ConfigDict, epoch: int, mesh: Mesh) -> Iterator[Batch]:
-    """The `steps_per_epoch` global training batches of `epoch`, sharded over `mesh`'s first axis.
+@dataclasses.dataclass(frozen=True)
+class EpochInputs:
+    """What one training epoch on the device needs, all on the devices: the resident split, the epoch's order
+    ([steps, global batch] example indices) and the augmentation parameter tables (one row per example)."""
 
-    The same batches as `pipeline.train_batches` (same order, same augmentation parameters), as global arrays.
-    """
+    images: jax.Array
+    labels: jax.Array
+    order: jax.Array
+    tables: list[jax.Array]
+    spec: tuple  # hashable (op, op_args, mixes) per augmentation: the static part of `batch_maker`
+    num_classes: int
+
+
+def epoch_inputs(data: Data, config: ml_collections.ConfigDict, epoch: int, mesh: Mesh) -> EpochInputs:
+    """The device-resident inputs of training epoch `epoch` (0-based), replicated over `mesh`."""
     steps = steps_per_epoch(data, config)
     augmentations = device_augmentations(data, config)
     split = _array_split(data, "train")
@@ -127,10 +138,48 @@ def train_batches(data: Data, config: ml_collections.ConfigDict, epoch: int, mes
     order = epoch_order(split.size, config.seed, epoch)[: steps * config.batch_size].reshape(steps, -1)
     tables = draw_tables(augmentations, config.seed, epoch, split.size)
     replicated = NamedSharding(mesh, PartitionSpec())
-    order, tables = _put(order.astype(np.int32), replicated), [_put(t, replicated) for t in tables]
     spec = tuple((aug.op, tuple(sorted(aug.op_args.items())), aug.mixes) for aug in augmentations)
-    make = _train_batch_fn(spec, data.num_classes, mesh)
-    return (make(images, labels, order, tables, np.int32(step)) for step in range(steps))
+    return EpochInputs(
+        images,
+        labels,
+        _put(order.astype(np.int32), replicated),
+        [_put(t, replicated) for t in tables],
+        spec,
+        data.num_classes,
+    )
+
+
+def batch_maker(spec: tuple, num_classes: int):
+    """The pure function (images, labels, index, tables) -> augmented batch of the examples `index` [B].
+
+    Traceable anywhere: jitted per batch below, or inside the whole-epoch `lax.scan` (train/epoch_program.py).
+    """
+
+    def make(images, labels, index, tables: Sequence[jax.Array]) -> Batch:
+        x, y = images[index], labels[index]
+        for (op, op_args, mixes), table in zip(spec, tables, strict=True):
+            rows = table[index]
+            if mixes:
+                y = jax.nn.one_hot(y, num_classes, dtype=jnp.float32) if y.ndim == 1 else y
+                x, y = OPS[op](x, y, rows, **dict(op_args))
+            else:
+                x = OPS[op](x, rows, **dict(op_args))
+        return {"image": x, "label": y}
+
+    return make
+
+
+def train_batches(data: Data, config: ml_collections.ConfigDict, epoch: int, mesh: Mesh) -> Iterator[Batch]:
+    """The `steps_per_epoch` global training batches of `epoch`, sharded over `mesh`'s first axis.
+
+    The same batches as `pipeline.train_batches` (same order, same augmentation parameters), as global arrays.
+    """
+    inputs = epoch_inputs(data, config, epoch, mesh)
+    make = _train_batch_fn(inputs.spec, inputs.num_classes, mesh)
+    return (
+        make(inputs.images, inputs.labels, inputs.order, inputs.tables, np.int32(step))
+        for step in range(inputs.order.shape[0])
+    )
 
 
 def eval_batches(data: Data, split_name: str, config: ml_collections.ConfigDict, mesh: Mesh) -> Iterator[Batch]:
@@ -173,27 +222,20 @@ def _resident(split: ArraySplit, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     return per_mesh[mesh]
 
 
-def _batch_sharding(mesh: Mesh) -> NamedSharding:
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Batches are split over the mesh's first (data) axis."""
     return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
 
 
 @functools.lru_cache(maxsize=32)
 def _train_batch_fn(spec: tuple, num_classes: int, mesh: Mesh):
     """jit(images, labels, order, tables, step) -> the step's augmented batch, for one augmentation list."""
+    make = batch_maker(spec, num_classes)
 
-    def make(images, labels, order, tables: Sequence[jax.Array], step):
-        index = order[step]
-        x, y = images[index], labels[index]
-        for (op, op_args, mixes), table in zip(spec, tables, strict=True):
-            rows = table[index]
-            if mixes:
-                y = jax.nn.one_hot(y, num_classes, dtype=jnp.float32) if y.ndim == 1 else y
-                x, y = OPS[op](x, y, rows, **dict(op_args))
-            else:
-                x = OPS[op](x, rows, **dict(op_args))
-        return {"image": x, "label": y}
+    def make_step(images, labels, order, tables: Sequence[jax.Array], step):
+        return make(images, labels, order[step], tables)
 
-    return jax.jit(make, out_shardings=_batch_sharding(mesh))
+    return jax.jit(make_step, out_shardings=batch_sharding(mesh))
 
 
 @functools.lru_cache(maxsize=8)
@@ -203,4 +245,4 @@ def _eval_batch_fn(mesh: Mesh):
         x = jnp.where(real[:, None, None, None], images[index[step]], jnp.uint8(0))
         return {"image": x, "label": jnp.where(real, labels[index[step]], 0), "mask": mask[step]}
 
-    return jax.jit(make, out_shardings=_batch_sharding(mesh))
+    return jax.jit(make, out_shardings=batch_sharding(mesh))

@@ -103,7 +103,7 @@ def run_predict(
     workdir = pathlib.Path(workdir)
     paths = predict.list_images(images)
     run = restore.load_run(workdir, checkpoint, with_data=False)
-    pixels = predict.load_images(paths, run.data.image_shape)
+    pixels = predict.load_images(paths, run.data.image_shape, run.config.data.resize_method)
     outputs = inference.image_outputs(run.trainer, run.state, pixels)
     ranked = predict.top_k(outputs["probabilities"], run.data.class_names, top_k)
     result = {

@@ -48,12 +48,15 @@ def list_images(paths: Sequence[str]) -> list[pathlib.Path]:
     return found
 
 
-def load_images(paths: Sequence[pathlib.Path], shape: tuple[int, int, int]) -> np.ndarray:
-    """uint8 [N, H, W, C]: every file decoded and converted to the run's image shape (any size or mode in)."""
+def load_images(
+    paths: Sequence[pathlib.Path], shape: tuple[int, int, int], resize_method: str = "bilinear"
+) -> np.ndarray:
+    """uint8 [N, H, W, C]: every file decoded and converted to the run's image shape (any size or mode in), resized
+    with the run's `data.resize_method`, as its training images were."""
     images = np.zeros((len(paths), *shape), np.uint8)
     for i, path in enumerate(paths):
         try:
-            images[i] = decode_file(tf.constant(str(path)), shape, True).numpy()
+            images[i] = decode_file(tf.constant(str(path)), shape, True, resize_method).numpy()
         except (tf.errors.OpError, ValueError) as error:
             reason = (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
             raise ConfigError(f"--images: cannot decode {path} as an image (JPEG, PNG, BMP or GIF): {reason}") from None

@@ -28,7 +28,7 @@ from dl4cv_jax.choices import choose, require
 from dl4cv_jax.evaluate.curves import CurvesPlot
 from dl4cv_jax.models import MODELS, create_model
 from dl4cv_jax.train import callbacks as callbacks_lib
-from dl4cv_jax.train import precision, run_files, sharding, steps, tta
+from dl4cv_jax.train import epoch_program, precision, run_files, sharding, steps, tta
 from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
 
@@ -50,6 +50,7 @@ class Trainer:
     train_step: Any
     eval_step: Any
     higher_is_better: bool
+    epoch_program: Any = None  # data.scan_epoch: the whole epoch as one compiled program (train/epoch_program.py)
 
     def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         return sharding.shard_batch(batch, sharding.batch_sharding(self.mesh))
@@ -73,6 +74,17 @@ class Trainer:
         if overfit:
             local = itertools.islice(local, overfit)
         return map(self.put_batch, local)
+
+    def run_epoch_program(self, state: TrainState, epoch: int) -> tuple[TrainState, list[dict[str, Any]]]:
+        """data.scan_epoch: the epoch's steps (the same batches as `train_batches`) in one call; per-step metrics."""
+        from dl4cv_jax.data import device
+
+        overfit = self.config.debug.overfit_batches
+        inputs = device.epoch_inputs(self.data, self.config, 0 if overfit else epoch, self.mesh)
+        if overfit:
+            inputs = dataclasses.replace(inputs, order=inputs.order[:overfit])
+        state, stacked = self.epoch_program(state, inputs)
+        return state, epoch_program.per_step(jax.device_get(stacked))
 
     def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
         """Every example of `split` once, padded and masked, sharded over the mesh."""
@@ -101,6 +113,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     precision.compute_dtype(config)
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", config.ema_decay, "must be in [0, 1)")
     tta.check_tta(config.eval_tta)
+    if config.data.scan_epoch:
+        require(config.data.pipeline == "device", "data.scan_epoch", True, "needs data.pipeline='device'")
+        require(not config.profile_steps, "data.scan_epoch", True, "cannot be traced per step: set profile_steps=0")
     require(
         not config.eval_tta or config.loss != "sigmoid_binary_cross_entropy",
         "eval_tta",
@@ -144,18 +159,18 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
         compute_dtype=precision.compute_dtype(config),
     )
     repl, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    train_step = jax.jit(
-        functools.partial(steps.train_step, dropout_key=dropout_key, **common),
-        in_shardings=(repl, batch),
-        out_shardings=(repl, repl),
-        donate_argnums=(0,),
-    )
+    step_fn = functools.partial(steps.train_step, dropout_key=dropout_key, **common)
+    train_step = jax.jit(step_fn, in_shardings=(repl, batch), out_shardings=(repl, repl), donate_argnums=(0,))
     eval_step = jax.jit(
         functools.partial(steps.eval_step, tta=tuple(config.eval_tta), **common),
         in_shardings=(repl, batch),
         out_shardings=repl,
     )
     trainer = Trainer(config, data, mesh, schedule, plateau, steps_per_epoch, train_step, eval_step, higher_is_better)
+    if config.data.scan_epoch:
+        trainer.epoch_program = epoch_program.make_epoch_program(step_fn, mesh)
+        if jax.default_backend() == "cpu":
+            logging.warning("data.scan_epoch on CPU: XLA:CPU runs loop bodies slowly (4-15x, benchmarks/RESULTS.md)")
     return trainer, state
 
 
@@ -187,15 +202,21 @@ def train_epoch(
     config = trainer.config
     step = epoch * trainer.steps_per_epoch
     start = time.perf_counter()
-    history = []
-    for batch in trainer.train_batches(epoch):
-        state, metrics = trainer.train_step(state, batch)
-        step += 1
-        history.append(metrics)
-        callbacks.on_batch_end(step, metrics)
-        if step % config.log_every_steps == 0:
-            _check_finite(float(metrics["loss"]), step, workdir)
-    history = jax.device_get(history)
+    if trainer.epoch_program is not None:  # data.scan_epoch: one call; callbacks see each step afterwards
+        state, history = trainer.run_epoch_program(state, epoch)
+        for metrics in history:
+            step += 1
+            callbacks.on_batch_end(step, metrics)
+    else:
+        history = []
+        for batch in trainer.train_batches(epoch):
+            state, metrics = trainer.train_step(state, batch)
+            step += 1
+            history.append(metrics)
+            callbacks.on_batch_end(step, metrics)
+            if step % config.log_every_steps == 0:
+                _check_finite(float(metrics["loss"]), step, workdir)
+        history = jax.device_get(history)
     means = {key: float(np.mean([m[key] for m in history])) for key in history[0]}
     seconds = time.perf_counter() - start
     _check_finite(float(means["loss"]), step, workdir)
