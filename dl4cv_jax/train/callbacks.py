@@ -161,7 +161,8 @@ class ProfileTrace(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch with ETA, images/second, and the latest batch's loss and accuracy."""
+    """A tqdm bar per epoch with ETA, images/second, and the latest batch's loss and accuracy, on a terminal only
+    (redirected to a file, a bar leaves a half-drawn line per epoch)."""
 
     def __init__(self, batch_size: int, update_every: int = 20, stream: Any = None):
         self.batch_size = batch_size
@@ -181,6 +182,7 @@ class ProgressBar(Callback):
             mininterval=1.0,
             dynamic_ncols=True,
             leave=False,
+            disable=None,  # off when the stream is not a terminal: logs and CI output keep only the epoch lines
         )
         self.first_step = (epoch - 1) * self.steps_per_epoch
         self.start = time.perf_counter()
