@@ -80,7 +80,8 @@ def create_train_state(
         batch_stats=variables.get("batch_stats", {}),
         plateau_state=plateau.init(params) if plateau is not None else (),
         plateau=plateau,
-        ema_params=params if ema_decay else (),
+        # Own buffers: the train step donates the state, and one buffer cannot be donated twice.
+        ema_params=jax.tree.map(jnp.copy, params) if ema_decay else (),
         ema_decay=ema_decay,
         grad_accum_steps=grad_accum_steps,
     )
