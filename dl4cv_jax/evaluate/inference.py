@@ -16,19 +16,12 @@ import numpy as np
 
 from dl4cv_jax import losses
 from dl4cv_jax.data import eval_batch_size
-from dl4cv_jax.train import sharding
+from dl4cv_jax.train import precision, sharding
 from dl4cv_jax.train.loop import Trainer
 from dl4cv_jax.train.state import TrainState
-from dl4cv_jax.train.steps import LossFn, normalize_images
+from dl4cv_jax.train.steps import LossFn, eval_logits
 
 Outputs = dict[str, np.ndarray]
-
-
-def variables_of(state: TrainState) -> dict[str, Any]:
-    """The variables `apply_fn` needs in inference mode: parameters and, if the model has any, BN statistics."""
-    if state.batch_stats:
-        return {"params": state.params, "batch_stats": state.batch_stats}
-    return {"params": state.params}
 
 
 def predict_step(
@@ -39,14 +32,16 @@ def predict_step(
     loss_name: str,
     mean: Sequence[float],
     std: Sequence[float],
+    compute_dtype: Any = jnp.float32,
+    tta: Sequence[str] = (),
 ) -> dict[str, jax.Array]:
     """Probabilities [B, C], predicted class [B], per-example loss [B], label and mask of a padded batch.
 
-    The prediction is `losses.predict_classes` on the logits, the rule training's accuracy uses, so the report's
-    accuracy matches test_metrics.json exactly.
+    The logits are training's `eval_logits` (EMA weights when kept, test-time augmentation, compute dtype) and the
+    prediction is `losses.predict_classes`, the rule training's accuracy uses, so the report matches
+    test_metrics.json exactly.
     """
-    images = normalize_images(batch["image"], mean, std)
-    logits = state.apply_fn(variables_of(state), images, train=False)
+    logits = eval_logits(state, batch, loss_name=loss_name, mean=mean, std=std, compute_dtype=compute_dtype, tta=tta)
     return {
         "probabilities": losses.class_probabilities(loss_name, logits),
         "prediction": losses.predict_classes(loss_name, logits).astype(jnp.int32),
@@ -60,7 +55,13 @@ def make_predict_step(trainer: Trainer) -> Any:
     """`predict_step` jit-compiled over the trainer's mesh: batch sharded in, everything replicated out."""
     config, data = trainer.config, trainer.data
     step = functools.partial(
-        predict_step, loss_fn=losses.make_loss(config), loss_name=config.loss, mean=data.mean, std=data.std
+        predict_step,
+        loss_fn=losses.make_loss(config),
+        loss_name=config.loss,
+        mean=data.mean,
+        std=data.std,
+        compute_dtype=precision.compute_dtype(config),
+        tta=tuple(config.eval_tta),
     )
     repl = sharding.replicated(trainer.mesh)
     return jax.jit(step, in_shardings=(repl, sharding.batch_sharding(trainer.mesh)), out_shardings=repl)

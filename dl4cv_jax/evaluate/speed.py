@@ -10,7 +10,7 @@ machine better than the mean.
 import functools
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,19 +18,18 @@ import ml_collections
 import numpy as np
 
 from dl4cv_jax import losses
-from dl4cv_jax.evaluate.inference import variables_of
 from dl4cv_jax.evaluate.restore import data_from_info
-from dl4cv_jax.train import sharding
+from dl4cv_jax.train import precision, sharding
 from dl4cv_jax.train.loop import Trainer, build_trainer
 from dl4cv_jax.train.state import TrainState
-from dl4cv_jax.train.steps import normalize_images
+from dl4cv_jax.train.steps import eval_logits
 
 
-def forward(
-    state: TrainState, images: jax.Array, *, loss_name: str, mean: Sequence[float], std: Sequence[float]
-) -> jax.Array:
-    """uint8 images → class probabilities: the whole inference path a deployed model runs."""
-    logits = state.apply_fn(variables_of(state), normalize_images(images, mean, std), train=False)
+def forward(state: TrainState, images: jax.Array, *, loss_name: str, **eval_options: Any) -> jax.Array:
+    """uint8 images → class probabilities: the whole inference path a deployed model runs (evaluation's
+    `eval_logits`: EMA weights, test-time augmentation and compute dtype as configured; `eval_options` are its
+    mean, std, compute_dtype and tta)."""
+    logits = eval_logits(state, {"image": images}, loss_name=loss_name, **eval_options)
     return losses.class_probabilities(loss_name, logits)
 
 
@@ -61,7 +60,14 @@ def measure_speed(
     """
     config, data = trainer.config, trainer.data
     batch_size = batch_size or config.eval_batch_size or config.batch_size
-    step = functools.partial(forward, loss_name=config.loss, mean=data.mean, std=data.std)
+    step = functools.partial(
+        forward,
+        loss_name=config.loss,
+        mean=data.mean,
+        std=data.std,
+        compute_dtype=precision.compute_dtype(config),
+        tta=tuple(config.eval_tta),
+    )
     repl = sharding.replicated(trainer.mesh)
     batched = jax.jit(step, in_shardings=(repl, sharding.batch_sharding(trainer.mesh)), out_shardings=repl)
     single = jax.jit(step, in_shardings=(repl, repl), out_shardings=repl)

@@ -96,6 +96,18 @@ def test_report_matches_sklearn_and_training(run, test_report):
     assert {"eval_test/confusion_matrix", "eval_test/confusion_matrix_normalized"} <= tags
 
 
+def test_eval_uses_the_weights_and_views_training_tested(tmp_path):
+    """With an EMA of the weights and test-time augmentation, eval reports what test_metrics.json says."""
+    workdir = tmp_path / "ema_tta"
+    config = tiny_digits_config(num_epochs=2, ema_decay=0.9, eval_tta=("flip",))
+    train_and_evaluate(config, workdir, show_progress=False)
+    report = run_eval(workdir, "test", speed_seconds=0.05)
+    trained = json.loads((workdir / "test_metrics.json").read_text())
+    assert report["num_examples"] == trained["num_examples"] == TEST_SIZE
+    assert report["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-6)
+    assert report["loss"] == pytest.approx(trained["loss"], rel=1e-5)
+
+
 def test_latest_on_val_reproduces_the_history(run):
     last = read_history(run / "history.csv")[-1]
     step = int(last["step"])
