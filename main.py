@@ -3,7 +3,6 @@
 Flags and mode dispatch only; the work happens in the dl4cv_jax library.
 """
 
-import importlib.util
 import logging as logging_std
 import os
 import pathlib
@@ -11,23 +10,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow is only the input pipeline; keep it quiet.
 
-# XLA:CPU routes each convolution through its YNN fusion by default; turning that off doubled the ResNet-20
-# train step on a 2-core CPU (0.52 -> 0.94-1.21 steps/s, see README "Speed on CPU"). Only where no accelerator
-# plugin is installed (the flag is CPU-specific), only if the user has not set it, and DL4CV_XLA_CPU_DEFAULTS=0
-# turns it off.
-_CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-
-
-def _cpu_only() -> bool:
-    return not any(importlib.util.find_spec(name) for name in ("jax_plugins", "jax_cuda12_plugin", "libtpu"))
-
-
-if os.environ.get("DL4CV_XLA_CPU_DEFAULTS", "1") != "0" and _cpu_only():
-    if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CPU_FLAG}".strip()
-
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -149,4 +135,5 @@ def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    apply_xla_cpu_defaults()  # before any computation: see dl4cv_jax/xla_cpu.py
     app.run(main)

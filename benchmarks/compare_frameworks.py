@@ -33,10 +33,10 @@ if str(ROOT) not in sys.path:
 from benchmarks.train_step import (  # noqa: E402
     PRECISIONS,
     WORKLOADS,
-    XLA_CPU_FLAG,
     load_average,
     machine_description,
 )
+from dl4cv_jax.xla_cpu import XLA_CPU_FLAG, apply_xla_cpu_defaults  # noqa: E402
 
 _RESULT = "RESULT "  # worker lines starting with this carry one JSON row
 
@@ -45,7 +45,7 @@ def run_worker(args: argparse.Namespace) -> None:
     """In a fresh process whose XLA_FLAGS are already final: time JAX and PyTorch interleaved, print rows."""
     from benchmarks import train_step
 
-    train_step.apply_xla_cpu_defaults(args.xla_cpu_defaults == "on")
+    apply_xla_cpu_defaults(args.xla_cpu_defaults == "on")
     import torch
 
     from benchmarks.torch_reference import TorchTrainStep
@@ -71,9 +71,7 @@ def run_worker(args: argparse.Namespace) -> None:
                 "batch": batch,
                 "xla_cpu_defaults": args.xla_cpu_defaults,
                 "preload": os.path.basename(os.environ.get("LD_PRELOAD", "")),
-                "xla_flags": " ".join(
-                    f for f in os.environ.get("XLA_FLAGS", "").split() if f != train_step.XLA_CPU_FLAG
-                ),
+                "xla_flags": " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f != XLA_CPU_FLAG),
                 "parameters": benches[0].num_parameters,
                 "load_before": load_before,
                 "load_after": load_average(),

@@ -13,10 +13,6 @@ import os
 import pathlib
 import sys
 
-if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-    ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -24,6 +20,9 @@ sys.path.insert(0, str(REPO))
 import jax  # noqa: E402
 
 from dl4cv_jax.evaluate.speed import random_weights_speed  # noqa: E402
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+
+apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so the figures match what eval reports
 
 
 def main() -> None:

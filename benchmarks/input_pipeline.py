@@ -20,11 +20,6 @@ import tarfile
 import tempfile
 import time
 
-# The XLA:CPU flag main.py sets (see README "Speed on CPU"), so the train step runs as in `make train`.
-if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-    ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -37,6 +32,9 @@ from dl4cv_jax.data import device, load_data, train_batches  # noqa: E402
 from dl4cv_jax.data.augment import BUILDERS  # noqa: E402
 from dl4cv_jax.train import sharding  # noqa: E402
 from dl4cv_jax.train.loop import build_trainer  # noqa: E402
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+
+apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so the train step runs as in `make train`
 
 FULL = (
     "crop(4),translate(0.1),flip,vflip,rotate(15),zoom(0.1),shear(10),rot90,brightness(0.2),contrast(0.2),"

@@ -14,8 +14,8 @@ finished. The figure is the median window; the spread (min-max) is printed with 
 
 Like `main.py`, on a machine with no accelerator plugin this adds
 `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` to XLA_FLAGS unless DL4CV_XLA_CPU_DEFAULTS=0
-or the flag is set already. XLA reads XLA_FLAGS once, when jax initialises its backend; that is why jax and the
-library are imported inside the functions below, after `apply_xla_cpu_defaults` has run.
+or the flag is set already (`dl4cv_jax/xla_cpu.py`). XLA reads XLA_FLAGS once, when jax initialises its backend,
+so `apply_xla_cpu_defaults` runs in `main()` before any computation.
 """
 
 import argparse
@@ -35,7 +35,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `configs` is not an installed package
     sys.path.insert(0, str(ROOT))
 
-XLA_CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+
 PRECISIONS = ("float32", "bfloat16")
 MEAN, STD = (0.491, 0.481, 0.444), (0.246, 0.244, 0.262)  # CIFAR-10's; any fixed values do
 
@@ -62,23 +63,6 @@ WORKLOADS = {
         Workload("resnet50", "resnet50", "resnet50_imagenet", (224, 224, 3), 1000, 16),
     )
 }
-
-
-def apply_xla_cpu_defaults(enabled: bool | None = None) -> str:
-    """Adds main.py's XLA:CPU flag to XLA_FLAGS (CPU-only machines, flag not set yet); returns XLA_FLAGS.
-
-    `enabled` None reads DL4CV_XLA_CPU_DEFAULTS (default on), as main.py does. Must run before jax is imported.
-    """
-    if "jax" in sys.modules:
-        raise RuntimeError("apply_xla_cpu_defaults must run before jax is imported (XLA reads XLA_FLAGS once)")
-    if enabled is None:
-        enabled = os.environ.get("DL4CV_XLA_CPU_DEFAULTS", "1") != "0"
-    plugins = ("jax_plugins", "jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu")
-    cpu_only = not any(importlib.util.find_spec(name) for name in plugins)
-    flags = os.environ.get("XLA_FLAGS", "")
-    if enabled and cpu_only and "xla_cpu_experimental_ynn_fusion_type" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {XLA_CPU_FLAG}".strip()
-    return os.environ.get("XLA_FLAGS", "")
 
 
 def bench_config(workload: Workload, precision: str, batch_size: int, optimizer: str = "nesterov") -> Any:

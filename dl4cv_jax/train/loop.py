@@ -25,6 +25,7 @@ from flax.training.early_stopping import EarlyStopping
 from dl4cv_jax import data as data_lib
 from dl4cv_jax import losses, monitor, optim, schedules
 from dl4cv_jax.choices import choose, require
+from dl4cv_jax.data import device
 from dl4cv_jax.evaluate.curves import CurvesPlot
 from dl4cv_jax.models import MODELS, create_model
 from dl4cv_jax.train import callbacks as callbacks_lib
@@ -63,13 +64,10 @@ class Trainer:
         """
         overfit = self.config.debug.overfit_batches
         epoch = 0 if overfit else epoch
-        # --- data.pipeline='device' (dl4cv_jax/data/device.py): batches made on the devices, already global.
+        # data.pipeline='device' (dl4cv_jax/data/device.py): batches made on the devices, already global.
         if self.config.data.pipeline == "device":
-            from dl4cv_jax.data import device
-
             batches = device.train_batches(self.data, self.config, epoch, self.mesh)
             return itertools.islice(batches, overfit) if overfit else batches
-        # --- end data.pipeline='device'
         local = data_lib.train_batches(self.data, self.config, epoch, jax.process_index(), jax.process_count())
         if overfit:
             local = itertools.islice(local, overfit)
@@ -77,8 +75,6 @@ class Trainer:
 
     def run_epoch_program(self, state: TrainState, epoch: int) -> tuple[TrainState, list[dict[str, Any]]]:
         """data.scan_epoch: the epoch's steps (the same batches as `train_batches`) in one call; per-step metrics."""
-        from dl4cv_jax.data import device
-
         overfit = self.config.debug.overfit_batches
         inputs = device.epoch_inputs(self.data, self.config, 0 if overfit else epoch, self.mesh)
         if overfit:
@@ -88,12 +84,8 @@ class Trainer:
 
     def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
         """Every example of `split` once, padded and masked, sharded over the mesh."""
-        # --- data.pipeline='device' (dl4cv_jax/data/device.py)
         if self.config.data.pipeline == "device":
-            from dl4cv_jax.data import device
-
             return device.eval_batches(self.data, split, self.config, self.mesh)
-        # --- end data.pipeline='device'
         local = data_lib.eval_batches(self.data, split, self.config, jax.process_index(), jax.process_count())
         return map(self.put_batch, local)
 
