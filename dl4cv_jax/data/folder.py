@@ -6,7 +6,7 @@ Class names are the sorted folder names (of train/ in the first layout). val/ an
 or test/ folder counts when it holds at least one image (otherwise that split is carved from train/), and then it
 must have every class. An empty class folder, a single class, or a class missing from a split is an error.
 Files are listed here and decoded later, after the carving, once into memory when the split fits
-(see `images.decode_files`); only the first training image is decoded now, to fix the shape.
+(see `image_decoder.decode_files`); only the first training image is decoded now, to fix the shape.
 """
 
 import os
@@ -17,7 +17,7 @@ import numpy as np
 
 from dl4cv_jax.choices import ConfigError, require
 from dl4cv_jax.data.dataset import FileSplit
-from dl4cv_jax.data.images import probe_file
+from dl4cv_jax.data.image_decoder import probe_file
 from dl4cv_jax.data.source import SourceData
 
 IMAGE_EXTENSIONS = (

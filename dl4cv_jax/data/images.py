@@ -4,7 +4,8 @@ Channel conversion: alpha is dropped (not composited onto a background), graysca
 becomes grayscale with the ITU-R 601 luma weights (as PIL's convert('L')). Resizing (config.data.resize_method,
 bilinear by default, antialiased when shrinking) squashes to a square: the aspect ratio is not kept.
 Decoding is TensorFlow's, except for palette and 1/4-bit BMPs, which TensorFlow reads wrongly (the palette indices
-as gray levels): those go through PIL. 16-bit PNGs are scaled to 8 bits.
+as gray levels): those go through PIL. 16-bit PNGs are scaled to 8 bits. Where TensorFlow is not installed,
+`pil_images.py` does the same with PIL; `image_decoder.py` picks one.
 """
 
 import io
@@ -93,6 +94,8 @@ def pil_rgb(contents: bytes) -> np.ndarray:
     """Decodes image bytes with PIL, in RGB (palettes rendered through their colours)."""
     from PIL import Image
 
+    if isinstance(contents, np.ndarray):  # run eagerly, tf.numpy_function passes a 0-d object array, not bytes
+        contents = contents.item()
     with Image.open(io.BytesIO(contents)) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
@@ -114,6 +117,14 @@ def decode_file(
     return tf.ensure_shape(image, shape)
 
 
+def read_image(path: str, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear") -> np.ndarray:
+    """One file as uint8 `shape` (`decode_file` run eagerly); ValueError naming what failed when it cannot."""
+    try:
+        return decode_file(tf.constant(path), shape, resize_to_shape, method).numpy()
+    except (tf.errors.OpError, ValueError) as error:
+        raise ValueError(_first_line(error)) from None
+
+
 def probe_file(path: str) -> tuple[int, int, int]:
     """(H, W, C as stored) of one image file; ConfigError naming the file when it cannot be decoded."""
     try:
@@ -126,35 +137,10 @@ def probe_file(path: str) -> tuple[int, int, int]:
     return tuple(int(d) for d in image.shape)
 
 
-def decode_files(
-    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
-) -> np.ndarray:
-    """Decodes every file into one uint8 [N, H, W, C] array with a parallel tf.data map (at load time, once).
-
-    A file that cannot be read or decoded, or (without `resize_to_shape`) has another size, raises ConfigError
-    naming it.
-    """
-    images, readable, sized = _decode_all(paths, shape, resize_to_shape, method)
-    for bad in paths[~readable]:
-        probe_file(bad)  # raises naming the file
-        raise ConfigError(f"config.data.dir: cannot decode image file {bad}")
-    _check_sizes(paths, sized, shape)
-    return images
-
-
-def decode_readable(
-    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Like `decode_files`, but corrupt files are left out: (images of the readable files, bool [N] readable)."""
-    images, readable, sized = _decode_all(paths, shape, resize_to_shape, method)
-    _check_sizes(paths, sized | ~readable, shape)
-    return images[readable], readable
-
-
-def _decode_all(
+def decode_all(
     paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images, readable, of the right size) for every file; unreadable rows stay zero.
+    """(images, readable, of the right size) for every file, with a parallel tf.data map; unreadable rows stay zero.
 
     Files are decoded in batches of 1024 inside one map call (tf.map_fn): per-file tf.data elements cost more
     than decoding a 32x32 JPEG. A batch with a bad file fails as a whole (`ignore_errors` drops it); its files
@@ -188,16 +174,6 @@ def _decode_all(
         for index, batch, fits in ds.prefetch(2).as_numpy_iterator():
             images[index], readable[index], sized[index] = batch, True, fits
     return images, readable, sized
-
-
-def _check_sizes(paths: np.ndarray, sized: np.ndarray, shape: tuple[int, int, int]) -> None:
-    if not sized.all():
-        bad = paths[~sized][0]
-        h, w, _ = probe_file(bad)
-        raise ConfigError(
-            f"config.data.image_size=0 needs every image to be {shape[0]}x{shape[1]} like the first one, but {bad} "
-            f"is {h}x{w}; set data.image_size to resize"
-        )
 
 
 def _first_line(error: Exception) -> str:

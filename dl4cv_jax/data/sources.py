@@ -27,6 +27,7 @@ from dl4cv_jax.data.dataset import (
     empty_like,
     image_shape_of,
 )
+from dl4cv_jax.data.image_decoder import decode_files, decode_readable, tensorflow_installed
 from dl4cv_jax.data.source import SourceData
 from dl4cv_jax.data.splits import stratified_folds, stratified_split, stratified_subset
 
@@ -108,6 +109,12 @@ def validate_data_config(config: ml_collections.ConfigDict) -> None:
     require(data.image_size >= 0, "data.image_size", data.image_size, "must be >= 0 (0 = keep the size)")
     choose({m: m for m in RESIZE_METHODS}, "data.resize_method", data.resize_method)
     choose({"tfdata": 0, "device": 1}, "data.pipeline", data.pipeline)
+    for key, value, needs in (("pipeline", data.pipeline, "tfdata"), ("source", data.source, "tfds")):
+        if value == needs and not tensorflow_installed():
+            raise ConfigError(
+                f"config.data.{key}={value!r} needs TensorFlow, which is not installed here; install tensorflow-cpu"
+                + (", or set data.pipeline='device' (no TensorFlow needed)" if key == "pipeline" else "")
+            )
     require(data.max_train_examples >= 0, "data.max_train_examples", data.max_train_examples, "must be >= 0")
     require(all(s > 0 for s in data.std), "data.std", tuple(data.std), "must be > 0")
     for key in ("val_fraction", "test_fraction"):
@@ -132,8 +139,6 @@ def drop_corrupt(splits: Mapping[str, Split], limit_bytes: int) -> tuple[dict[st
     Done before carving, so the stratified splits are made of readable files only. A split that fits in memory is
     decoded here once (no second pass later); a larger one is read through once to find the bad files.
     """
-    from dl4cv_jax.data.images import decode_readable
-
     result, skipped = {}, []
     for name, split in splits.items():
         if not isinstance(split, FileSplit):
@@ -217,8 +222,6 @@ def subset_train(train: Split, config: ml_collections.ConfigDict) -> Split:
 def hold_in_memory(split: Split, limit_bytes: int) -> Split:
     """Decodes a FileSplit once into an ArraySplit (keeping its paths) when its images fit in `limit_bytes`."""
     if isinstance(split, FileSplit) and split.size * int(np.prod(split.shape)) <= limit_bytes:
-        from dl4cv_jax.data.images import decode_files
-
         images = decode_files(split.paths, split.shape, split.resize, split.method)
         return ArraySplit(images, split.labels, split.paths)
     return split

@@ -3,6 +3,7 @@
 import numpy as np
 
 from dl4cv_jax.data.dataset import ArraySplit, FileSplit, Split, StreamSplit
+from dl4cv_jax.data.image_decoder import decode_files
 
 SAMPLE_SIZE = 10_000  # images measured for splits not held in memory
 
@@ -36,8 +37,6 @@ def sample_images(split: Split) -> np.ndarray:
     if isinstance(split, ArraySplit):
         return split.images
     if isinstance(split, FileSplit):
-        from dl4cv_jax.data.images import decode_files  # TensorFlow: only for files
-
         picks = np.unique(np.linspace(0, split.size - 1, min(split.size, SAMPLE_SIZE)).astype(np.int64))
         return decode_files(split.paths[picks], split.shape, split.resize, split.method)
     assert isinstance(split, StreamSplit)

@@ -9,11 +9,11 @@ from typing import Any
 
 import jax
 from absl import logging
-from clu import metric_writers
 
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.data.dataset import SPLITS
 from dl4cv_jax.evaluate import curves, inference, metrics, plots, predict, report, restore, speed
+from dl4cv_jax.tensorboard_writer import open_writer
 from dl4cv_jax.train.run_files import write_json
 
 
@@ -27,7 +27,7 @@ def split_ids(data: Any, split: str) -> list[str]:
 
 def _write_tensorboard(workdir: pathlib.Path, split: str, step: int, pictures: dict[str, Any]) -> None:
     """The confusion-matrix pictures as TensorBoard images next to the run's scalars (tag eval_<split>/...)."""
-    writer = metric_writers.SummaryWriter(str(workdir))
+    writer = open_writer(workdir)
     writer.write_images(step, {f"eval_{split}/{name}": pixels[None] for name, pixels in pictures.items()})
     writer.close()
 

@@ -1,6 +1,6 @@
 """Classifying new image files with a trained workdir, without its training data.
 
-Images are prepared exactly as the folder source prepares a split (`images.decode_file`: decode any JPEG, PNG,
+Images are prepared exactly as the folder source prepares a split (`image_decoder.read_image`: decode any JPEG, PNG,
 BMP or GIF as RGB, resize to the run's H x W with the same antialiased bilinear filter, convert to gray where
 the run is gray), then normalised on the device with the run's mean and std from data_info.json.
 """
@@ -14,8 +14,7 @@ import numpy as np
 
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.data.folder import IMAGE_EXTENSIONS
-from dl4cv_jax.data.images import decode_file
-from dl4cv_jax.data.tf_runtime import tf
+from dl4cv_jax.data.image_decoder import read_image
 
 
 def _expand(pattern: str) -> list[pathlib.Path]:
@@ -56,10 +55,9 @@ def load_images(
     images = np.zeros((len(paths), *shape), np.uint8)
     for i, path in enumerate(paths):
         try:
-            images[i] = decode_file(tf.constant(str(path)), shape, True, resize_method).numpy()
-        except (tf.errors.OpError, ValueError) as error:
-            reason = (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
-            raise ConfigError(f"--images: cannot decode {path} as an image (JPEG, PNG, BMP or GIF): {reason}") from None
+            images[i] = read_image(str(path), shape, resize_method)
+        except ValueError as error:
+            raise ConfigError(f"--images: cannot decode {path} as an image (JPEG, PNG, BMP or GIF): {error}") from None
     return images
 
 

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-from clu import metric_writers
 from tqdm import tqdm
+
+from dl4cv_jax.tensorboard_writer import open_writer
 
 HISTORY_FIELDS = (
     "epoch",
@@ -114,11 +115,11 @@ def read_history(path: pathlib.Path) -> list[dict[str, str]]:
 
 
 class TensorBoard(Callback):
-    """Per-epoch scalars (loss, accuracy, learning rate, images/second) through a clu metric writer."""
+    """Per-epoch scalars (loss, accuracy, learning rate, images/second) in TensorBoard event files."""
 
     def __init__(self, logdir: pathlib.Path):
         # TensorBoard only: the loop already prints one summary line per epoch to the console.
-        self.writer = metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(logdir)))
+        self.writer = open_writer(logdir, asynchronous=True)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         scalars = {k: v for k, v in logs.items() if k not in ("epoch", "step")}
