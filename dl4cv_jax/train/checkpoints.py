@@ -6,14 +6,21 @@ Each checkpoint holds the train state pytree and a small JSON dict of loop state
 best-metric trackers), which together are everything a resumed run needs.
 """
 
+import dataclasses
 import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 LATEST = "latest"
 BEST = "best"
+
+
+def _restore_args(target: Any) -> ocp.args.Composite:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    return ocp.args.Composite(state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore())
 
 
 def _manager(directory: pathlib.Path) -> ocp.CheckpointManager:
@@ -43,9 +50,21 @@ class CheckpointStore:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no {which} checkpoint in {self.root / which}")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore())
-        restored = manager.restore(step, args=args)
+        try:
+            restored = manager.restore(step, args=_restore_args(target))
+        except ValueError as error:
+            if "ema_batch_stats" not in str(error) or not getattr(target, "ema_batch_stats", ()):
+                raise
+            # Saved before the EMA covered BatchNorm statistics (2026-11-23): start that average at the statistics.
+            saved = {
+                field.name: getattr(target, field.name)
+                for field in dataclasses.fields(target)
+                if field.metadata.get("pytree_node", True) and field.name != "ema_batch_stats"
+            }
+            restored = manager.restore(step, args=_restore_args(saved))
+            fields = restored["state"]
+            state = target.replace(**fields, ema_batch_stats=jax.tree.map(jnp.copy, fields["batch_stats"]))
+            return state, dict(restored["loop"])
         return restored["state"], dict(restored["loop"])
 
     def wait(self) -> None:

@@ -20,13 +20,16 @@ class TrainState(train_state.TrainState):
 
     `plateau_state` is the optax reduce-on-plateau state, or an empty tuple when the schedule is another one.
     Its `scale` multiplies every update, so reducing the learning rate on a plateau needs no recompile.
-    `ema_params` is an exponential moving average of `params` (an empty tuple when `ema_decay` is 0); it is
-    updated only when the optimizer really updates (not on the inner micro-steps of gradient accumulation).
+    `ema_params` and `ema_batch_stats` are exponential moving averages of `params` and of the BatchNorm
+    statistics (empty tuples when `ema_decay` is 0), updated only when the optimizer really updates (not on the
+    inner micro-steps of gradient accumulation). The statistics are averaged with the weights (as timm's model EMA
+    does) so that evaluation does not pair averaged weights with the statistics of the latest raw weights.
     """
 
     batch_stats: Any
     plateau_state: Any
     ema_params: Any = ()
+    ema_batch_stats: Any = ()
     plateau: optax.GradientTransformation | None = struct.field(pytree_node=False, default=None)
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
     grad_accum_steps: int = struct.field(pytree_node=False, default=1)
@@ -34,6 +37,20 @@ class TrainState(train_state.TrainState):
     def eval_params(self) -> Any:
         """The weights to evaluate and predict with: the EMA when it is kept, else the raw parameters."""
         return self.ema_params if self.ema_decay else self.params
+
+    def eval_batch_stats(self) -> Any:
+        """The BatchNorm statistics that go with `eval_params`."""
+        return self.ema_batch_stats if self.ema_decay else self.batch_stats
+
+    def ema_decay_now(self) -> jax.Array:
+        """The EMA's decay for the coming update: min(ema_decay, (1 + n) / (10 + n)) after n updates.
+
+        TensorFlow's ExponentialMovingAverage with `num_updates`: a fixed decay d would keep d**n of the random
+        initialisation after n updates (37% after 100 updates at d = 0.99, most of a short run); the warm-up
+        forgets it within a few dozen updates, and reaches d after 9 / (1 - d) - 10 of them.
+        """
+        updates = jnp.asarray(self.step // self.grad_accum_steps, jnp.float32)  # optimizer updates before this one
+        return jnp.minimum(jnp.float32(self.ema_decay), (1.0 + updates) / (10.0 + updates))
 
     def lr_scale(self) -> jax.Array:
         """The reduce-on-plateau multiplier of the learning rate (1 when no plateau schedule is used)."""
@@ -47,12 +64,20 @@ class TrainState(train_state.TrainState):
         scale = self.lr_scale()
         updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
         params = optax.apply_updates(self.params, updates)
-        ema_params = self.ema_params
+        ema = (self.ema_params, self.ema_batch_stats)
         if self.ema_decay:
             updated = opt_state.mini_step == 0 if self.grad_accum_steps > 1 else True
-            moved = optax.incremental_update(params, ema_params, step_size=1.0 - self.ema_decay)
-            ema_params = jax.tree.map(lambda new, old: jnp.where(updated, new, old), moved, ema_params)
-        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, ema_params=ema_params, **kwargs)
+            latest = (params, kwargs.get("batch_stats", self.batch_stats))
+            moved = optax.incremental_update(latest, ema, step_size=1.0 - self.ema_decay_now())
+            ema = jax.tree.map(lambda new, old: jnp.where(updated, new, old), moved, ema)
+        return self.replace(
+            step=self.step + 1,
+            params=params,
+            opt_state=opt_state,
+            ema_params=ema[0],
+            ema_batch_stats=ema[1],
+            **kwargs,
+        )
 
 
 def create_train_state(
@@ -73,15 +98,17 @@ def create_train_state(
     init = jax.jit(functools.partial(model.init, train=False))
     variables = init({"params": init_key, "dropout": init_key}, dummy)
     params = variables["params"]
+    batch_stats = variables.get("batch_stats", {})
     return TrainState.create(
         apply_fn=model.apply,
         params=params,
         tx=tx,
-        batch_stats=variables.get("batch_stats", {}),
+        batch_stats=batch_stats,
         plateau_state=plateau.init(params) if plateau is not None else (),
         plateau=plateau,
         # Own buffers: the train step donates the state, and one buffer cannot be donated twice.
         ema_params=jax.tree.map(jnp.copy, params) if ema_decay else (),
+        ema_batch_stats=jax.tree.map(jnp.copy, batch_stats) if ema_decay else (),
         ema_decay=ema_decay,
         grad_accum_steps=grad_accum_steps,
     )

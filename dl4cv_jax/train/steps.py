@@ -20,11 +20,11 @@ def normalize_images(images: jax.Array, mean: Sequence[float], std: Sequence[flo
     return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
-def _variables(state: TrainState, params: Any, compute_dtype: Any) -> dict[str, Any]:
+def _variables(params: Any, batch_stats: Any, compute_dtype: Any) -> dict[str, Any]:
     """Model variables with the parameters cast to the compute dtype (BatchNorm statistics stay float32)."""
     params = precision.cast_floating(params, compute_dtype)
-    if state.batch_stats:
-        return {"params": params, "batch_stats": state.batch_stats}
+    if batch_stats:
+        return {"params": params, "batch_stats": batch_stats}
     return {"params": params}
 
 
@@ -40,7 +40,7 @@ def eval_logits(
 ) -> jax.Array:
     """float32 logits of the evaluation weights (EMA when kept); with `tta`, log of the views' mean probability."""
     images = normalize_images(batch["image"], mean, std).astype(compute_dtype)
-    variables = _variables(state, state.eval_params(), compute_dtype)
+    variables = _variables(state.eval_params(), state.eval_batch_stats(), compute_dtype)
     views = tta_lib.tta_views(images, tta)
     logits = [state.apply_fn(variables, view, train=False).astype(jnp.float32) for view in views]
     if len(logits) == 1:
@@ -70,7 +70,7 @@ def train_step(
 
     def loss_and_aux(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
         logits, new_model_state = state.apply_fn(
-            _variables(state, params, compute_dtype),
+            _variables(params, state.batch_stats, compute_dtype),
             images,
             train=True,
             rngs={"dropout": step_key},

@@ -1,6 +1,7 @@
 """Mixed precision, weight EMA, gradient accumulation, test-time augmentation and the profiler trace."""
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -54,16 +55,44 @@ def _tiny_state(ema_decay, accum=1):
     return create_train_state(model, jax.random.key(0), (8, 8, 1), tx, None, ema_decay, accum)
 
 
-def test_ema_follows_its_closed_form():
+def test_ema_follows_its_closed_form_with_tensorflows_warm_up():
     state = _tiny_state(ema_decay=0.5)
     params, ema = _leaves(state.params), _leaves(state.params)
-    for g in (0.01, 0.02, 0.03):
+    for n, g in enumerate((0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1)):
         state = state.apply_gradients(grads=jax.tree.map(lambda p, g=g: jnp.full_like(p, g), state.params))
         params = [p - 0.1 * g for p in params]
-        ema = [0.5 * e + 0.5 * p for e, p in zip(ema, params, strict=True)]
+        decay = min(0.5, (1 + n) / (10 + n))  # tf.train.ExponentialMovingAverage(0.5, num_updates=n)
+        ema = [decay * e + (1 - decay) * p for e, p in zip(ema, params, strict=True)]
     for got, want in zip(_leaves(state.ema_params), ema, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert state.eval_params() is state.ema_params
+    assert float(state.ema_decay_now()) == 0.5  # reached after 9 / (1 - 0.5) - 10 = 8 updates
+
+
+def test_batchnorm_statistics_are_averaged_with_the_weights_and_used_in_evaluation(digits_config):
+    config = digits_config(ema_decay=0.9, model__norm="batch", optimizer__learning_rate=0.2)
+    trainer, state = build_trainer(config, load_data(config))
+    stats = [_leaves(state.batch_stats)]
+    for batch in itertools.islice(trainer.train_batches(epoch=0), 4):
+        state, _ = trainer.train_step(state, batch)
+        stats.append(_leaves(state.batch_stats))
+    ema = stats[0]
+    for n, latest in enumerate(stats[1:]):
+        decay = min(0.9, (1 + n) / (10 + n))
+        ema = [decay * e + (1 - decay) * x for e, x in zip(ema, latest, strict=True)]
+    for got, want in zip(_leaves(state.ema_batch_stats), ema, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(_leaves(state.ema_batch_stats)[0], stats[-1][0])  # not the raw statistics
+
+    # Evaluation runs the averaged weights with the averaged statistics.
+    batch = next(iter(trainer.eval_batches("val")))
+    variables = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
+    images = (batch["image"].astype(jnp.float32) / 255.0 - jnp.asarray(trainer.data.mean)) / jnp.asarray(
+        trainer.data.std
+    )
+    expected = state.apply_fn(variables, images, train=False)
+    got = steps.eval_logits(state, batch, loss_name=config.loss, mean=trainer.data.mean, std=trainer.data.std)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_ema_moves_only_on_real_updates_when_accumulating():
@@ -123,3 +152,31 @@ def test_profile_steps_write_a_trace(tmp_path):
 def test_bad_speed_settings(tmp_path, key, value, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         train_and_evaluate(tiny_digits_config(**{key: value}), tmp_path, show_progress=False)
+
+
+def test_checkpoints_saved_before_the_statistics_ema_still_restore(digits_config, tmp_path):
+    """A checkpoint without `ema_batch_stats` (written before the EMA covered them) restores, the average then
+    starting at the saved statistics; everything else comes back as saved."""
+    import dataclasses
+
+    from dl4cv_jax.train.checkpoints import CheckpointStore
+
+    config = digits_config(ema_decay=0.9, model__norm="batch")
+    trainer, state = build_trainer(config, load_data(config))
+    state, _ = trainer.train_step(state, next(iter(trainer.train_batches(epoch=0))))
+    old_layout = {
+        f.name: getattr(state, f.name)
+        for f in dataclasses.fields(state)
+        if f.metadata.get("pytree_node", True) and f.name != "ema_batch_stats"
+    }
+    store = CheckpointStore(tmp_path)
+    store.save("latest", 1, old_layout, {"epoch": 1})
+    store.wait()
+    restored, loop_state = store.restore("latest", build_trainer(config, load_data(config))[1])
+    assert loop_state == {"epoch": 1}
+    for got, want in zip(_leaves(restored.ema_batch_stats), _leaves(state.batch_stats), strict=True):
+        np.testing.assert_array_equal(got, want)
+    for name in ("params", "ema_params", "batch_stats", "opt_state"):
+        for got, want in zip(_leaves(getattr(restored, name)), _leaves(getattr(state, name)), strict=True):
+            np.testing.assert_array_equal(got, want)
+    store.close()
