@@ -74,7 +74,7 @@ def test_device_path_runs_without_tensorflow():
         "from tests.data.conftest import data_config\n"
         "from dl4cv_jax.data import load_data, device\n"
         "from dl4cv_jax.train.sharding import make_mesh\n"
-        "config = data_config(batch_size=64, data__augment=('crop(2)', 'flip', 'cutout(3)'))\n"
+        "config = data_config(batch_size=64, data__pipeline='device', data__augment=('crop(2)', 'flip', 'cutout(3)'))\n"
         "data = load_data(config)\n"
         "batch = next(device.train_batches(data, config, 0, make_mesh()))\n"
         "assert batch['image'].shape == (64, 8, 8, 1)\n"
