@@ -45,13 +45,13 @@ def jpeg_folder(tmp_path_factory):
 
 def scalar_events(workdir) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
 
     events = EventAccumulator(str(workdir))
     events.Reload()
     return {
-        tag: [(e.step, float(np.asarray(e.tensor_proto.float_val or [e.tensor_proto.double_val[0]])[0])) for e in items]
+        tag: [(e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
         for tag in events.Tags()["tensors"]
-        for items in [events.Tensors(tag)]
     }
 
 

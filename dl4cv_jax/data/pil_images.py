@@ -3,8 +3,7 @@
 The same contract as TensorFlow's decoder in `images.py`: RGB first, alpha dropped, resized (antialiased) before
 the ITU-R 601 luma for gray, 16-bit PNGs scaled to 8 bits. JPEGs decode to the same pixels (both use libjpeg's
 accurate integer DCT; tested); resizing uses PIL's filters, which differ from TensorFlow's by a level or so
-(`PIL_RESIZE_METHODS`). Files are decoded on a thread pool: PIL releases
-the GIL while it decodes.
+(`PIL_RESIZE_METHODS`). Files are decoded on a thread pool: PIL releases the GIL while it decodes.
 """
 
 import concurrent.futures
@@ -19,6 +18,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _ONE_CHANNEL_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 _TWO_CHANNEL_MODES = {"LA", "La"}
 _FOUR_CHANNEL_MODES = {"RGBA", "RGBa", "PA"}
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError)  # not an image
 
 
 # config.data.resize_method -> PIL's filter, antialiased when shrinking like TensorFlow's. Measured on 2,000 CIFAR-10
@@ -76,7 +76,7 @@ def read_image(path: str, shape: tuple[int, int, int], resize_to_shape: bool, me
                     raise WrongSize(f"{path} is {rgb.height}x{rgb.width}")
                 rgb = rgb.resize((width, height), resample=_resample(method), reducing_gap=None)
             pixels = np.asarray(rgb, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+    except _DECODE_ERRORS as error:
         raise ValueError(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__) from None
     if channels == 1:
         gray = np.round(pixels.astype(np.float32) @ _LUMA)
@@ -90,7 +90,7 @@ def probe_file(path: str) -> tuple[int, int, int]:
         with Image.open(path) as image:
             image.load()
             return image.height, image.width, _stored_channels(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except _DECODE_ERRORS as error:
         raise ConfigError(f"config.data.dir: cannot decode image file {path} ({error})") from None
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from dl4cv_jax import losses
 from dl4cv_jax.data import eval_batch_size
-from dl4cv_jax.train import precision, sharding
-from dl4cv_jax.train.loop import Trainer
+from dl4cv_jax.train import sharding
+from dl4cv_jax.train.loop import Trainer, eval_options
 from dl4cv_jax.train.state import TrainState
 from dl4cv_jax.train.steps import LossFn, eval_logits
 
@@ -54,15 +54,7 @@ def predict_step(
 def make_predict_step(trainer: Trainer) -> Any:
     """`predict_step` jit-compiled over the trainer's mesh: batch sharded in, everything replicated out."""
     config, data = trainer.config, trainer.data
-    step = functools.partial(
-        predict_step,
-        loss_fn=losses.make_loss(config),
-        loss_name=config.loss,
-        mean=data.mean,
-        std=data.std,
-        compute_dtype=precision.compute_dtype(config),
-        tta=tuple(config.eval_tta),
-    )
+    step = functools.partial(predict_step, loss_fn=losses.make_loss(config), **eval_options(config, data))
     repl = sharding.replicated(trainer.mesh)
     return jax.jit(step, in_shardings=(repl, sharding.batch_sharding(trainer.mesh)), out_shardings=repl)
 

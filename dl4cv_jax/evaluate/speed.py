@@ -19,8 +19,8 @@ import numpy as np
 
 from dl4cv_jax import losses
 from dl4cv_jax.evaluate.restore import data_from_info
-from dl4cv_jax.train import precision, sharding
-from dl4cv_jax.train.loop import Trainer, build_trainer
+from dl4cv_jax.train import sharding
+from dl4cv_jax.train.loop import Trainer, build_trainer, eval_options
 from dl4cv_jax.train.state import TrainState
 from dl4cv_jax.train.steps import eval_logits
 
@@ -28,7 +28,7 @@ from dl4cv_jax.train.steps import eval_logits
 def forward(state: TrainState, images: jax.Array, *, loss_name: str, **eval_options: Any) -> jax.Array:
     """uint8 images → class probabilities: the whole inference path a deployed model runs (evaluation's
     `eval_logits`: EMA weights, test-time augmentation and compute dtype as configured; `eval_options` are its
-    mean, std, compute_dtype and tta)."""
+    mean, std, compute_dtype and tta, from `loop.eval_options`)."""
     logits = eval_logits(state, {"image": images}, loss_name=loss_name, **eval_options)
     return losses.class_probabilities(loss_name, logits)
 
@@ -60,14 +60,7 @@ def measure_speed(
     """
     config, data = trainer.config, trainer.data
     batch_size = batch_size or config.eval_batch_size or config.batch_size
-    step = functools.partial(
-        forward,
-        loss_name=config.loss,
-        mean=data.mean,
-        std=data.std,
-        compute_dtype=precision.compute_dtype(config),
-        tta=tuple(config.eval_tta),
-    )
+    step = functools.partial(forward, **eval_options(config, data))
     repl = sharding.replicated(trainer.mesh)
     batched = jax.jit(step, in_shardings=(repl, sharding.batch_sharding(trainer.mesh)), out_shardings=repl)
     single = jax.jit(step, in_shardings=(repl, repl), out_shardings=repl)

@@ -90,6 +90,21 @@ class Trainer:
         return map(self.put_batch, local)
 
 
+def eval_options(config: ml_collections.ConfigDict, data: Any) -> dict[str, Any]:
+    """The keyword arguments of `steps.eval_logits` for a run (loss, normalisation, compute dtype, TTA).
+
+    Validation, test, `--mode=eval`, predict and the inference-speed measurement all take them from here, so
+    they score the model exactly as training's test metrics did.
+    """
+    return dict(
+        loss_name=config.loss,
+        mean=data.mean,
+        std=data.std,
+        compute_dtype=precision.compute_dtype(config),
+        tta=tuple(config.eval_tta),
+    )
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Fails at once, before any data is read, on names and values no component accepts."""
     choose(MODELS, "model.name", config.model.name)
@@ -143,21 +158,13 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
 
     mesh = sharding.make_mesh()
     state = sharding.replicate(state, mesh)
-    common = dict(
-        loss_fn=losses.make_loss(config),
-        loss_name=config.loss,
-        mean=data.mean,
-        std=data.std,
-        compute_dtype=precision.compute_dtype(config),
-    )
+    loss_fn, evaluation = losses.make_loss(config), eval_options(config, data)
+    training = {k: v for k, v in evaluation.items() if k != "tta"}  # the same loss, normalisation and dtype
     repl, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    step_fn = functools.partial(steps.train_step, dropout_key=dropout_key, **common)
+    step_fn = functools.partial(steps.train_step, dropout_key=dropout_key, loss_fn=loss_fn, **training)
     train_step = jax.jit(step_fn, in_shardings=(repl, batch), out_shardings=(repl, repl), donate_argnums=(0,))
-    eval_step = jax.jit(
-        functools.partial(steps.eval_step, tta=tuple(config.eval_tta), **common),
-        in_shardings=(repl, batch),
-        out_shardings=repl,
-    )
+    eval_fn = functools.partial(steps.eval_step, loss_fn=loss_fn, **evaluation)
+    eval_step = jax.jit(eval_fn, in_shardings=(repl, batch), out_shardings=repl)
     trainer = Trainer(config, data, mesh, schedule, plateau, steps_per_epoch, train_step, eval_step, higher_is_better)
     if config.data.scan_epoch:
         trainer.epoch_program = epoch_program.make_epoch_program(step_fn, mesh)
