@@ -65,12 +65,14 @@ WORKLOADS = {
 }
 
 
-def bench_config(workload: Workload, precision: str, batch_size: int, optimizer: str = "nesterov") -> Any:
+def bench_config(
+    workload: Workload, precision: str, batch_size: int, optimizer: str = "nesterov", conv_inputs: str = "auto"
+) -> Any:
     """The workload's experiment config on synthetic data, with the optimizer both frameworks use.
 
     SGD, learning rate 0.1, Nesterov momentum 0.9, L2 weight decay 5e-4; a constant schedule and no label
     smoothing, so PyTorch's SGD and cross-entropy are the same computation. `optimizer='sgd'` drops momentum and
-    decay (to measure what the optimizer chain costs).
+    decay (to measure what the optimizer chain costs). `conv_inputs` is `config.materialize_conv_inputs`.
     """
     import importlib
 
@@ -94,6 +96,7 @@ def bench_config(workload: Workload, precision: str, batch_size: int, optimizer:
     config.optimizer.weight_decay_mode = "l2"
     config.schedule.name, config.schedule.warmup_epochs = "constant", 0.0
     config.num_epochs = 1
+    config.materialize_conv_inputs = conv_inputs
     return config
 
 
@@ -107,7 +110,9 @@ class JaxTrainStep:
 
     framework = "jax"
 
-    def __init__(self, workload: Workload, precision: str, batch_size: int, variant: str = "library"):
+    def __init__(
+        self, workload: Workload, precision: str, batch_size: int, variant: str = "library", conv_inputs: str = "auto"
+    ):
         import jax
 
         from dl4cv_jax.data import load_data
@@ -116,7 +121,9 @@ class JaxTrainStep:
 
         self.variant = variant
         self.label = f"jax/{variant}" if variant != "library" else "jax"
-        config = bench_config(workload, precision, batch_size, "sgd" if variant == "plain_sgd" else "nesterov")
+        self.conv_inputs = conv_inputs
+        optimizer = "sgd" if variant == "plain_sgd" else "nesterov"
+        config = bench_config(workload, precision, batch_size, optimizer, conv_inputs)
         data = load_data(config)
         trainer, self.state = build_trainer(config, data)
         train = data.split("train")
@@ -260,6 +267,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[0], help="0 = the workload's default")
     parser.add_argument("--variants", nargs="+", default=["library"], choices=VARIANTS, help="see JaxTrainStep")
+    parser.add_argument(
+        "--conv-inputs",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "on", "off"],
+        help="config.materialize_conv_inputs (several: timed interleaved)",
+    )
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
@@ -270,16 +284,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(machine_description())
     print(f"devices: {jax.devices()}")
     print("Several batch sizes or variants of one model and precision are timed interleaved (A, B, A, B, ...).")
-    print("| model | precision | batch | variant | img/s (median) | min-max | steps/window x windows | first call s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | precision | batch | variant | conv inputs | img/s (median) | min-max | steps/window x windows "
+        "| first call s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         for precision in args.precisions:
             workload = WORKLOADS[name]
             batches = [b or workload.batch_size for b in args.batch_sizes]
-            benches = [JaxTrainStep(workload, precision, b, v) for b in batches for v in args.variants]
+            benches = [
+                JaxTrainStep(workload, precision, b, v, c)
+                for b in batches
+                for v in args.variants
+                for c in args.conv_inputs
+            ]
             for bench, m in zip(benches, measure_interleaved(benches, args.windows, args.window_seconds), strict=True):
                 print(
-                    f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {m.median:.1f} | {m.spread()} | "
+                    f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {bench.conv_inputs} | "
+                    f"{m.median:.1f} | {m.spread()} | "
                     f"{m.steps_per_window} x {args.windows} | {m.first_step_s:.1f} |",
                     flush=True,
                 )

@@ -29,7 +29,7 @@ from dl4cv_jax.data import device
 from dl4cv_jax.evaluate.curves import CurvesPlot
 from dl4cv_jax.models import MODELS, create_model
 from dl4cv_jax.train import callbacks as callbacks_lib
-from dl4cv_jax.train import epoch_program, precision, run_files, sharding, steps, tta
+from dl4cv_jax.train import conv_inputs, epoch_program, precision, run_files, sharding, steps, tta
 from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
 
@@ -112,6 +112,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     choose(optim.OPTIMIZERS, "optimizer.name", config.optimizer.name)
     choose(schedules.SCHEDULES, "schedule.name", config.schedule.name)
     choose(data_lib.SOURCES, "data.source", config.data.source)
+    choose(conv_inputs.MODES, "materialize_conv_inputs", config.materialize_conv_inputs)
     monitor.monitor_mode(config.checkpoint.monitor)
     schedules.check_learning_rate(config)
     require(config.num_epochs > 0, "num_epochs", config.num_epochs, "must be > 0")
@@ -160,6 +161,7 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
     state = sharding.replicate(state, mesh)
     loss_fn, evaluation = losses.make_loss(config), eval_options(config, data)
     training = {k: v for k, v in evaluation.items() if k != "tta"}  # the same loss, normalisation and dtype
+    training["materialize_conv_inputs"] = conv_inputs.enabled(config)
     repl, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
     step_fn = functools.partial(steps.train_step, dropout_key=dropout_key, loss_fn=loss_fn, **training)
     train_step = jax.jit(step_fn, in_shardings=(repl, batch), out_shardings=(repl, repl), donate_argnums=(0,))

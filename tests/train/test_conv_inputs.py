@@ -1,0 +1,65 @@
+"""`config.materialize_conv_inputs`: the same values and gradients, a different compiled program on CPU."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.data import load_data
+from dl4cv_jax.train import conv_inputs
+from dl4cv_jax.train.loop import build_trainer
+from tests.conftest import tiny_digits_config
+
+
+def _config(mode, **overrides):
+    # A ResNet-20 (identity shortcuts: where XLA:CPU's recomputation chains) on 8x8 digits, 2 steps.
+    return tiny_digits_config(model__name="resnet20", batch_size=16, materialize_conv_inputs=mode, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("mode", "backend", "expected"),
+    [("auto", "cpu", True), ("auto", "gpu", False), ("auto", "tpu", False), ("on", "gpu", True), ("off", "cpu", False)],
+)
+def test_auto_turns_it_on_for_the_cpu_backend_only(mode, backend, expected):
+    assert conv_inputs.enabled(_config(mode), backend) is expected
+
+
+def test_a_bad_mode_names_the_key_and_the_choices():
+    with pytest.raises(ConfigError, match=r"config\.materialize_conv_inputs='yes'.*auto, off, on"):
+        conv_inputs.enabled(_config("yes"))
+
+
+def test_the_never_taken_branch_would_show_as_nans():
+    x = jnp.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(conv_inputs.materialize(x, jnp.asarray(True)), x)
+    assert np.isnan(np.asarray(conv_inputs.materialize(x, jnp.asarray(False)))).all()
+
+
+def _two_steps(mode):
+    config = _config(mode)
+    data = load_data(config)
+    trainer, state = build_trainer(config, data)
+    initial = jax.device_get(state.params)
+    batches = list(trainer.train_batches(0))[:2]
+    compiled = trainer.train_step.lower(state, batches[0]).compile()
+    losses = []
+    for batch in batches:
+        state, metrics = compiled(state, batch)
+        losses.append(float(metrics["loss"]))
+    return jax.device_get(state), losses, compiled.as_text(), initial
+
+
+def test_materialised_conv_inputs_train_exactly_like_the_plain_step():
+    plain, plain_losses, plain_hlo, initial = _two_steps("off")
+    kept, kept_losses, kept_hlo, _ = _two_steps("on")
+    # The point of the option: every conv input (ResNet-20 has 19 convs) is the result of a conditional that
+    # XLA kept after optimisation; if XLA ever learns to fold the predicate, this fails and the speed-up is gone.
+    assert plain_hlo.count(" conditional(") == 0
+    assert kept_hlo.count(" conditional(") >= 19, kept_hlo.count(" conditional(")
+    np.testing.assert_allclose(kept_losses, plain_losses, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(kept.params), jax.tree.leaves(plain.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(kept.batch_stats), jax.tree.leaves(plain.batch_stats), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(jax.tree.leaves(kept.params)[0], jax.tree.leaves(initial)[0])  # it did train
