@@ -111,11 +111,18 @@ class JaxTrainStep:
     framework = "jax"
 
     def __init__(
-        self, workload: Workload, precision: str, batch_size: int, variant: str = "library", conv_inputs: str = "auto"
+        self,
+        workload: Workload,
+        precision: str,
+        batch_size: int,
+        variant: str = "library",
+        conv_inputs: str = "auto",
+        tap_sum_channels: int | None = None,
     ):
         import jax
 
         from dl4cv_jax.data import load_data
+        from dl4cv_jax.models import conv
         from dl4cv_jax.train.loop import build_trainer
         from dl4cv_jax.train.state import count_parameters
 
@@ -137,6 +144,13 @@ class JaxTrainStep:
 
             self.batch = {**self.batch, "image": steps.normalize_images(self.batch["image"], data.mean, data.std)}
         self._block = jax.block_until_ready
+        self.tap_sum_channels = conv.MAX_TAP_SUM_CHANNELS if tap_sum_channels is None else tap_sum_channels
+        if tap_sum_channels is not None:  # models.conv reads it while tracing: compile now, under this value
+            default, conv.MAX_TAP_SUM_CHANNELS = conv.MAX_TAP_SUM_CHANNELS, tap_sum_channels
+            try:
+                self._step = self._step.lower(self.state, self.batch).compile()
+            finally:
+                conv.MAX_TAP_SUM_CHANNELS = default
 
     @staticmethod
     def _grad_only_step(config: Any, data: Any) -> Callable:
@@ -274,6 +288,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=["auto", "on", "off"],
         help="config.materialize_conv_inputs (several: timed interleaved)",
     )
+    parser.add_argument(
+        "--tap-sum-channels",
+        nargs="+",
+        type=int,
+        default=[None],
+        help="models.conv.MAX_TAP_SUM_CHANNELS (0 = XLA's convolution everywhere; several: timed interleaved). "
+        "Steps built with this are compiled as they are built, so their 'first call' excludes compilation.",
+    )
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
@@ -285,24 +307,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"devices: {jax.devices()}")
     print("Several batch sizes or variants of one model and precision are timed interleaved (A, B, A, B, ...).")
     print(
-        "| model | precision | batch | variant | conv inputs | img/s (median) | min-max | steps/window x windows "
-        "| first call s |"
+        "| model | precision | batch | variant | conv inputs | tap-sum channels | img/s (median) | min-max "
+        "| steps/window x windows | first call s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         for precision in args.precisions:
             workload = WORKLOADS[name]
             batches = [b or workload.batch_size for b in args.batch_sizes]
             benches = [
-                JaxTrainStep(workload, precision, b, v, c)
+                JaxTrainStep(workload, precision, b, v, c, t)
                 for b in batches
                 for v in args.variants
                 for c in args.conv_inputs
+                for t in args.tap_sum_channels
             ]
             for bench, m in zip(benches, measure_interleaved(benches, args.windows, args.window_seconds), strict=True):
                 print(
                     f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {bench.conv_inputs} | "
-                    f"{m.median:.1f} | {m.spread()} | "
+                    f"{bench.tap_sum_channels} | {m.median:.1f} | {m.spread()} | "
                     f"{m.steps_per_window} x {args.windows} | {m.first_step_s:.1f} |",
                     flush=True,
                 )

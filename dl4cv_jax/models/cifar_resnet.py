@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from dl4cv_jax.models.conv import conv_general_dilated
 from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
 
 WIDTHS = (16, 32, 64)
@@ -35,6 +36,7 @@ def _conv3x3(norm: NormSpec, features: int, stride: int, name: str) -> nn.Conv:
         padding=((1, 1), (1, 1)),
         use_bias=conv_bias(norm),
         kernel_init=conv_kernel_init,
+        conv_general_dilated=conv_general_dilated,
         name=name,
     )
 

@@ -6,12 +6,24 @@ import jax
 import ml_collections
 
 from dl4cv_jax.models.cnn import max_pool_2x2
+from dl4cv_jax.models.conv import conv_general_dilated
 from dl4cv_jax.models.norm import conv_kernel_init
 
 # The second conv is VALID (as in the paper: 14x14 -> 10x10) when its input allows a 5x5 window; on smaller
 # maps (inputs under 10x10, e.g. 8x8 digits) it switches to SAME so the model still builds. The layer
 # shapes, hence the parameter count of the conv layers, are the same either way; only fc1's input grows.
 KERNEL = 5
+
+
+def _conv(features: int, padding: str, name: str) -> nn.Conv:
+    return nn.Conv(
+        features,
+        (KERNEL, KERNEL),
+        padding=padding,
+        kernel_init=conv_kernel_init,
+        conv_general_dilated=conv_general_dilated,
+        name=name,
+    )
 
 
 class LeNet5(nn.Module):
@@ -22,10 +34,10 @@ class LeNet5(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.relu(nn.Conv(6, (KERNEL, KERNEL), padding="SAME", kernel_init=conv_kernel_init, name="conv1")(x))
+        x = nn.relu(_conv(6, "SAME", "conv1")(x))
         x = max_pool_2x2(x)
         padding = "VALID" if min(x.shape[1], x.shape[2]) >= KERNEL else "SAME"
-        x = nn.relu(nn.Conv(16, (KERNEL, KERNEL), padding=padding, kernel_init=conv_kernel_init, name="conv2")(x))
+        x = nn.relu(_conv(16, padding, "conv2")(x))
         x = max_pool_2x2(x)
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(120, name="fc1")(x))

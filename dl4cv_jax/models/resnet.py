@@ -12,6 +12,7 @@ import jax
 import ml_collections
 
 from dl4cv_jax.choices import choose
+from dl4cv_jax.models.conv import conv_general_dilated
 from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
 
 STEMS = ("imagenet", "cifar")
@@ -28,6 +29,7 @@ def _conv(norm: NormSpec, features: int, kernel: int, stride: int, name: str) ->
         padding=((pad, pad), (pad, pad)),
         use_bias=conv_bias(norm),
         kernel_init=conv_kernel_init,
+        conv_general_dilated=conv_general_dilated,
         name=name,
     )
 

@@ -1,0 +1,90 @@
+"""`models.conv.conv_general_dilated`: the tap-sum path equals XLA's convolution, values and gradients; the
+reshape max pool equals `nn.max_pool`."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from dl4cv_jax.models import conv, create_model
+from dl4cv_jax.models.cnn import max_pool_2x2
+from tests.conftest import tiny_digits_config
+
+
+def _layers(features, kernel, padding):
+    fast = nn.Conv(features, kernel, padding=padding, conv_general_dilated=conv.conv_general_dilated)
+    return fast, nn.Conv(features, kernel, padding=padding)  # the second: Flax's own lax.conv_general_dilated
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "padding"),
+    [((4, 11, 9, 1), (5, 5), "SAME"), ((3, 8, 8, 1), (3, 3), "VALID"), ((2, 7, 7, 1), (3, 2), ((2, 0), (1, 3)))],
+)
+def test_tap_sum_equals_xla_convolution_in_value_and_gradient(shape, kernel, padding):
+    x = jax.random.normal(jax.random.key(1), shape)
+    fast, plain = _layers(6, kernel, padding)
+    params = plain.init(jax.random.key(0), x)
+    assert conv.uses_tap_sum(x, params["params"]["kernel"], (1, 1), conv._FLAX_2D)
+
+    def loss(p, x, layer):  # a nonlinear loss, so the gradient flows through non-trivial cotangents
+        return jnp.sum(jnp.sin(layer.apply(p, x)))
+
+    y_fast, y_plain = fast.apply(params, x), plain.apply(params, x)
+    np.testing.assert_allclose(y_fast, y_plain, rtol=1e-5, atol=1e-5)
+    g_fast = jax.grad(loss, argnums=(0, 1))(params, x, fast)
+    g_plain = jax.grad(loss, argnums=(0, 1))(params, x, plain)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_inputs_keep_their_dtype_and_stay_close():
+    x = jax.random.normal(jax.random.key(1), (4, 10, 10, 1)).astype(jnp.bfloat16)
+    fast, plain = _layers(4, (3, 3), "SAME")
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), plain.init(jax.random.key(0), x))
+    y_fast, y_plain = fast.apply(params, x), plain.apply(params, x)
+    assert y_fast.dtype == y_plain.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y_fast, np.float32), np.asarray(y_plain, np.float32), atol=0.05)
+
+
+def test_other_layers_take_xla_convolution():
+    x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+    assert not conv.uses_tap_sum(x, w, (1, 1), conv._FLAX_2D)  # three input channels
+    x1, w1 = jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4))
+    assert not conv.uses_tap_sum(x1, w1, (2, 2), conv._FLAX_2D)  # stride 2
+    assert not conv.uses_tap_sum(x1, w1, (1, 1), conv._FLAX_2D, rhs_dilation=(2, 2))
+    assert not conv.uses_tap_sum(
+        x1, w1, (1, 1), lax.conv_dimension_numbers(x1.shape, w1.shape, ("NCHW", "OIHW", "NCHW"))
+    )
+    # A strided one-channel conv still gives XLA's answer through the drop-in.
+    y = conv.conv_general_dilated(x1, w1, (2, 2), "SAME", dimension_numbers=conv._FLAX_2D)
+    ref = lax.conv_general_dilated(x1, w1, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_array_equal(y, ref)
+
+
+def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
+    # The compiled step keeps the tap sum as a buffer: a conditional reading the kernel, which XLA must not fold.
+    model = create_model(tiny_digits_config(model__name="lenet").model, 10)
+    x = jnp.ones((2, 28, 28, 1))
+    params = model.init(jax.random.key(0), x, train=False)
+    hlo = jax.jit(lambda p: model.apply(p, x, train=False)).lower(params).compile().as_text()
+    assert hlo.count(" conditional(") == 1
+    monkeypatch.setattr(conv, "MAX_TAP_SUM_CHANNELS", 0)  # read while tracing: a new function traces anew
+    plain_hlo = jax.jit(lambda p: model.apply(p, x, train=False)).lower(params).compile().as_text()
+    assert plain_hlo.count(" conditional(") == 0
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 2), (1, 2, 3, 1)])
+def test_max_pool_2x2_equals_flax_max_pool_in_value_and_gradient(shape):
+    x = jax.random.normal(jax.random.key(2), shape)  # no ties, so both gradients pick the same element
+    weights = jax.random.normal(jax.random.key(3), max_pool_2x2(x).shape)
+
+    def loss(x, pool):
+        return jnp.sum(pool(x) * weights)
+
+    reference = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
+    np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
+    np.testing.assert_array_equal(jax.grad(loss)(x, max_pool_2x2), jax.grad(loss)(x, reference))
