@@ -118,6 +118,7 @@ class JaxTrainStep:
         variant: str = "library",
         conv_inputs: str = "auto",
         tap_sum_channels: int | None = None,
+        col2im_channels: int | None = None,
     ):
         import jax
 
@@ -144,13 +145,19 @@ class JaxTrainStep:
 
             self.batch = {**self.batch, "image": steps.normalize_images(self.batch["image"], data.mean, data.std)}
         self._block = jax.block_until_ready
-        self.tap_sum_channels = conv.MAX_TAP_SUM_CHANNELS if tap_sum_channels is None else tap_sum_channels
-        if tap_sum_channels is not None:  # models.conv reads it while tracing: compile now, under this value
-            default, conv.MAX_TAP_SUM_CHANNELS = conv.MAX_TAP_SUM_CHANNELS, tap_sum_channels
-            try:
+        # models.conv reads these while tracing: a step built with either is compiled now, under those values.
+        limits = {"MAX_TAP_SUM_CHANNELS": tap_sum_channels, "MAX_COL2IM_CHANNELS": col2im_channels}
+        limits = {k: v for k, v in limits.items() if v is not None}
+        defaults = {k: getattr(conv, k) for k in limits}
+        try:
+            for k, v in limits.items():
+                setattr(conv, k, v)
+            self.tap_sum_channels, self.col2im_channels = conv.MAX_TAP_SUM_CHANNELS, conv.MAX_COL2IM_CHANNELS
+            if limits:
                 self._step = self._step.lower(self.state, self.batch).compile()
-            finally:
-                conv.MAX_TAP_SUM_CHANNELS = default
+        finally:
+            for k, v in defaults.items():
+                setattr(conv, k, v)
 
     @staticmethod
     def _grad_only_step(config: Any, data: Any) -> Callable:
@@ -293,8 +300,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="+",
         type=int,
         default=[None],
-        help="models.conv.MAX_TAP_SUM_CHANNELS (0 = XLA's convolution everywhere; several: timed interleaved). "
+        help="models.conv.MAX_TAP_SUM_CHANNELS (0 = no tap-sum forward; several: timed interleaved). "
         "Steps built with this are compiled as they are built, so their 'first call' excludes compilation.",
+    )
+    parser.add_argument(
+        "--col2im-channels",
+        nargs="+",
+        type=int,
+        default=[None],
+        help="models.conv.MAX_COL2IM_CHANNELS (0 = XLA's input gradient everywhere); as --tap-sum-channels",
     )
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)
@@ -307,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"devices: {jax.devices()}")
     print("Several batch sizes or variants of one model and precision are timed interleaved (A, B, A, B, ...).")
     print(
-        "| model | precision | batch | variant | conv inputs | tap-sum channels | img/s (median) | min-max "
+        "| model | precision | batch | variant | conv inputs | tap-sum / col2im channels | img/s (median) | min-max "
         "| steps/window x windows | first call s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -316,16 +330,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             workload = WORKLOADS[name]
             batches = [b or workload.batch_size for b in args.batch_sizes]
             benches = [
-                JaxTrainStep(workload, precision, b, v, c, t)
+                JaxTrainStep(workload, precision, b, v, c, t, i)
                 for b in batches
                 for v in args.variants
                 for c in args.conv_inputs
                 for t in args.tap_sum_channels
+                for i in args.col2im_channels
             ]
             for bench, m in zip(benches, measure_interleaved(benches, args.windows, args.window_seconds), strict=True):
                 print(
                     f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {bench.conv_inputs} | "
-                    f"{bench.tap_sum_channels} | {m.median:.1f} | {m.spread()} | "
+                    f"{bench.tap_sum_channels} / {bench.col2im_channels} | {m.median:.1f} | {m.spread()} | "
                     f"{m.steps_per_window} x {args.windows} | {m.first_step_s:.1f} |",
                     flush=True,
                 )

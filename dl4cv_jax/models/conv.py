@@ -1,18 +1,21 @@
-"""The convolution every model's `nn.Conv` runs: `lax.conv_general_dilated`, except a faster forward pass for
-one-input-channel layers (grey images' first layer) on XLA:CPU.
+"""The convolution every model's `nn.Conv` runs: `lax.conv_general_dilated`, with two rewrites for layers with
+few input channels on XLA:CPU, whose convolutions are slowest there (benchmarks/RESULTS.md, 2-core CPU):
 
-Why: XLA:CPU's convolution is slow with one input channel. LeNet's first layer (28x28x1 -> 6, 5x5, batch 128)
-took 8.4-10.5 ms forward against PyTorch's 1.5-2.4 ms on this project's 2-core CPU. As a sum over the k*k taps of
-shifted input slices times a kernel row, XLA fuses the forward pass into one loop (1.4-1.6 ms). Two details make
-it pay inside a train step (benchmarks/RESULTS.md: LeNet's step 3,929.8 -> 5,688.2 images/s):
-- the backward pass is XLA's own convolution gradient (fast for these shapes); the tap sum's own gradient would be
-  k*k full-size reductions;
-- the sum's result goes through a conditional XLA cannot fold (its predicate, always true, reads the kernel), so
-  XLA cannot fuse the 25-tap loop into every consumer and recompute it there (conv1's forward and kernel
-  gradient: 9.94 ms without the conditional, 4.05 ms with it, 10.97-11.13 ms for XLA's convolution).
-With three input channels (RGB stems) it gained nothing in ResNet-20's step, so only one channel takes this path.
-Values equal the plain convolution up to float rounding (tested); every other layer, and other backends, use
-`lax.conv_general_dilated` unchanged.
+- One input channel (grey images' first layer): the forward pass as a sum over the k*k taps of shifted input
+  slices times a kernel row, which XLA fuses into one loop. LeNet's conv1 (28x28x1 -> 6, 5x5, batch 128): 1.4-1.6
+  ms against XLA's 8.4-10.5 ms (PyTorch 1.5-2.4 ms). The backward pass is XLA's own convolution gradient (the tap
+  sum's would be k*k full-size reductions), and the sum goes through a conditional XLA cannot fold (its predicate,
+  always true, reads the kernel): otherwise XLA fuses the 25-tap loop into every consumer and recomputes it there
+  (conv1's forward and kernel gradient: 9.94 ms without the conditional, 4.05 ms with it, 10.97-11.13 ms for XLA's
+  convolution). LeNet's train step: 4,193.0 -> 6,306.7 images/s.
+- Two to `MAX_COL2IM_CHANNELS` input channels, float32 (LeNet's conv2, RGB stems): XLA's forward pass and kernel
+  gradient, but the input gradient as one matmul and a sum of the k*k shifted tap planes (col2im), where XLA's
+  transposed convolution is slow with few output channels. LeNet's conv2: 4.85-5.51 ms against 8.05-8.56 ms;
+  train step +11-14% in four of five interleaved runs (-2% in one). A stem's input gradient is never computed
+  (its input is the image), so stems keep XLA's speed.
+
+Values equal the plain convolution up to float rounding (tested); strided, dilated or grouped layers, other
+layouts, wider layers and other backends use `lax.conv_general_dilated` unchanged.
 """
 
 import functools
@@ -25,6 +28,8 @@ from jax import lax
 
 # Input channels up to which a stride-1 conv on CPU takes the tap-sum forward pass (0 turns it off).
 MAX_TAP_SUM_CHANNELS = 1
+# Above that and up to this many input channels, its input gradient is a matmul + col2im (0 turns it off).
+MAX_COL2IM_CHANNELS = 8
 # The layout Flax's nn.Conv asks for with 2-D kernels: NHWC inputs and outputs, HWIO kernels.
 _FLAX_2D = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -80,20 +85,57 @@ def _tap_sum_conv_bwd(pads: Pads, residuals: tuple[jax.Array, jax.Array], g: jax
 tap_sum_conv.defvjp(_tap_sum_conv_fwd, _tap_sum_conv_bwd)
 
 
+def _col2im_input_gradient(g: jax.Array, rhs: jax.Array, pads: Pads, input_shape: Sequence[int]) -> jax.Array:
+    """The input gradient of a stride-1 conv as one matmul (each output pixel's gradient spread over its k*k*C
+    input taps) and a sum of the k*k tap planes shifted back into place (col2im), cropped by the padding."""
+    batch, height, width, out_features = g.shape
+    kh, kw, channels, _ = rhs.shape
+    columns = jnp.dot(g.reshape(-1, out_features), rhs.reshape(-1, out_features).T)
+    columns = columns.reshape(batch, height, width, kh, kw, channels)
+    planes = (
+        jnp.pad(columns[:, :, :, dy, dx, :], ((0, 0), (dy, kh - 1 - dy), (dx, kw - 1 - dx), (0, 0)))
+        for dy in range(kh)
+        for dx in range(kw)
+    )
+    total = functools.reduce(jnp.add, planes)
+    (top, _), (left, _) = pads
+    return total[:, top : top + input_shape[1], left : left + input_shape[2], :]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def col2im_grad_conv(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> jax.Array:
+    """XLA's stride-1 NHWC/HWIO convolution and kernel gradient, with the input gradient by `_col2im_input_gradient`."""
+    return _xla_conv(lhs, rhs, pads)
+
+
+def _col2im_grad_conv_fwd(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _xla_conv(lhs, rhs, pads), (lhs, rhs)
+
+
+def _col2im_grad_conv_bwd(pads: Pads, residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, ...]:
+    lhs, rhs = residuals
+    _, kernel_vjp = jax.vjp(lambda b: _xla_conv(lhs, b, pads), rhs)
+    (kernel_gradient,) = kernel_vjp(g)
+    return _col2im_input_gradient(g, rhs, pads, lhs.shape).astype(lhs.dtype), kernel_gradient
+
+
+col2im_grad_conv.defvjp(_col2im_grad_conv_fwd, _col2im_grad_conv_bwd)
+
+
 def _all_ones(values: Sequence[int] | None) -> bool:
     return values is None or all(v == 1 for v in values)
 
 
-def uses_tap_sum(
+def cpu_path(
     lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], dimension_numbers: Any, **options: Any
-) -> bool:
-    """Whether `conv_general_dilated` takes the tap-sum path: CPU backend, 2-D, Flax's layout, at most
-    `MAX_TAP_SUM_CHANNELS` input channels, stride 1, no dilation, one group, default precision."""
-    return (
+) -> str:
+    """Which implementation `conv_general_dilated` takes: 'tap_sum' or 'col2im' (by input channels, see the
+    constants above; 'col2im' in float32 only) for a stride-1, undilated, one-group, default-precision 2-D conv
+    in Flax's layout on the CPU backend; 'xla' for everything else."""
+    simple = (
         jax.default_backend() == "cpu"
         and lhs.ndim == 4
         and dimension_numbers == _FLAX_2D
-        and rhs.shape[2] <= MAX_TAP_SUM_CHANNELS
         and _all_ones(window_strides)
         and _all_ones(options.get("lhs_dilation"))
         and _all_ones(options.get("rhs_dilation"))
@@ -102,6 +144,11 @@ def uses_tap_sum(
         and options.get("precision") is None
         and options.get("preferred_element_type") is None
     )
+    if simple and rhs.shape[2] <= MAX_TAP_SUM_CHANNELS:
+        return "tap_sum"
+    if simple and rhs.shape[2] <= MAX_COL2IM_CHANNELS and lhs.dtype == rhs.dtype == jnp.float32:
+        return "col2im"  # float32 only: in bfloat16 the matmul made LeNet's step slower (4,435.5 -> 3,297.0 img/s)
+    return "xla"
 
 
 def conv_general_dilated(
@@ -113,11 +160,12 @@ def conv_general_dilated(
     **options: Any,
 ) -> jax.Array:
     """Drop-in for `lax.conv_general_dilated`; the models pass it as `nn.Conv(..., conv_general_dilated=...)`."""
-    if not uses_tap_sum(lhs, rhs, window_strides, dimension_numbers, **options):
+    path = cpu_path(lhs, rhs, window_strides, dimension_numbers, **options)
+    if path == "xla":
         return lax.conv_general_dilated(
             lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers, **options
         )
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
     pads = tuple((int(low), int(high)) for low, high in padding)
-    return tap_sum_conv(lhs, rhs, pads)
+    return (tap_sum_conv if path == "tap_sum" else col2im_grad_conv)(lhs, rhs, pads)

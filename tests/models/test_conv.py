@@ -1,4 +1,4 @@
-"""`models.conv.conv_general_dilated`: the tap-sum path equals XLA's convolution, values and gradients; the
+"""`models.conv.conv_general_dilated`: its CPU paths equal XLA's convolution in values and gradients; the
 reshape max pool equals `nn.max_pool`."""
 
 import functools
@@ -21,14 +21,21 @@ def _layers(features, kernel, padding):
 
 
 @pytest.mark.parametrize(
-    ("shape", "kernel", "padding"),
-    [((4, 11, 9, 1), (5, 5), "SAME"), ((3, 8, 8, 1), (3, 3), "VALID"), ((2, 7, 7, 1), (3, 2), ((2, 0), (1, 3)))],
+    ("shape", "kernel", "padding", "path"),
+    [
+        ((4, 11, 9, 1), (5, 5), "SAME", "tap_sum"),
+        ((3, 8, 8, 1), (3, 3), "VALID", "tap_sum"),
+        ((2, 7, 7, 1), (3, 2), ((2, 0), (1, 3)), "tap_sum"),
+        ((4, 14, 14, 6), (5, 5), "VALID", "col2im"),  # LeNet's conv2
+        ((3, 9, 8, 3), (3, 3), "SAME", "col2im"),
+        ((2, 7, 7, 8), (3, 2), ((2, 0), (1, 3)), "col2im"),
+    ],
 )
-def test_tap_sum_equals_xla_convolution_in_value_and_gradient(shape, kernel, padding):
+def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, padding, path):
     x = jax.random.normal(jax.random.key(1), shape)
     fast, plain = _layers(6, kernel, padding)
     params = plain.init(jax.random.key(0), x)
-    assert conv.uses_tap_sum(x, params["params"]["kernel"], (1, 1), conv._FLAX_2D)
+    assert conv.cpu_path(x, params["params"]["kernel"], (1, 1), conv._FLAX_2D) == path
 
     def loss(p, x, layer):  # a nonlinear loss, so the gradient flows through non-trivial cotangents
         return jnp.sum(jnp.sin(layer.apply(p, x)))
@@ -41,22 +48,30 @@ def test_tap_sum_equals_xla_convolution_in_value_and_gradient(shape, kernel, pad
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_bfloat16_inputs_keep_their_dtype_and_stay_close():
-    x = jax.random.normal(jax.random.key(1), (4, 10, 10, 1)).astype(jnp.bfloat16)
+@pytest.mark.parametrize("channels", [1, 6])
+def test_bfloat16_inputs_keep_their_dtype_and_stay_close(channels):
+    x = jax.random.normal(jax.random.key(1), (4, 10, 10, channels)).astype(jnp.bfloat16)
     fast, plain = _layers(4, (3, 3), "SAME")
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), plain.init(jax.random.key(0), x))
+    expected = "tap_sum" if channels == 1 else "xla"  # col2im is float32 only
+    assert conv.cpu_path(x, params["params"]["kernel"], (1, 1), conv._FLAX_2D) == expected
     y_fast, y_plain = fast.apply(params, x), plain.apply(params, x)
     assert y_fast.dtype == y_plain.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(y_fast, np.float32), np.asarray(y_plain, np.float32), atol=0.05)
+    dx_fast = jax.grad(lambda x: jnp.sum(fast.apply(params, x).astype(jnp.float32)))(x)
+    dx_plain = jax.grad(lambda x: jnp.sum(plain.apply(params, x).astype(jnp.float32)))(x)
+    assert dx_fast.dtype == dx_plain.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(dx_fast, np.float32), np.asarray(dx_plain, np.float32), atol=0.05)
 
 
 def test_other_layers_take_xla_convolution():
     x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
-    assert not conv.uses_tap_sum(x, w, (1, 1), conv._FLAX_2D)  # three input channels
+    assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D) == "col2im"  # three input channels
+    assert conv.cpu_path(jnp.ones((2, 8, 8, 9)), jnp.ones((3, 3, 9, 4)), (1, 1), conv._FLAX_2D) == "xla"
     x1, w1 = jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4))
-    assert not conv.uses_tap_sum(x1, w1, (2, 2), conv._FLAX_2D)  # stride 2
-    assert not conv.uses_tap_sum(x1, w1, (1, 1), conv._FLAX_2D, rhs_dilation=(2, 2))
-    assert not conv.uses_tap_sum(
+    assert conv.cpu_path(x1, w1, (2, 2), conv._FLAX_2D) == "xla"  # stride 2
+    assert conv.cpu_path(x1, w1, (1, 1), conv._FLAX_2D, rhs_dilation=(2, 2)) == "xla"
+    assert "xla" == conv.cpu_path(
         x1, w1, (1, 1), lax.conv_dimension_numbers(x1.shape, w1.shape, ("NCHW", "OIHW", "NCHW"))
     )
     # A strided one-channel conv still gives XLA's answer through the drop-in.
