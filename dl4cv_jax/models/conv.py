@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dl4cv_jax.fusion_barrier import always_true, kept_as_buffer
+
 # Input channels up to which a stride-1 conv on CPU takes the tap-sum forward pass (0 turns it off).
 MAX_TAP_SUM_CHANNELS = 1
 # Above that and up to this many input channels, its input gradient is a matmul + col2im (0 turns it off).
@@ -39,14 +41,6 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 
 def _xla_conv(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> jax.Array:
     return lax.conv_general_dilated(lhs, rhs, (1, 1), pads, dimension_numbers=_NHWC)
-
-
-def _kept_as_buffer(y: jax.Array, rhs: jax.Array) -> jax.Array:
-    """`y` through a conditional whose predicate (x == x or x != x, for a kernel entry x) is always true but
-    not foldable; the other branch, never taken, would give NaNs. Reading the replicated kernel costs no
-    cross-device traffic."""
-    first = rhs.reshape(-1)[0]
-    return lax.cond((first == first) | (first != first), lambda v: v, lambda v: jnp.full_like(v, jnp.nan), y)
 
 
 def _tap_sum_forward(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> jax.Array:
@@ -63,7 +57,7 @@ def _tap_sum_forward(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> jax.Array:
         for c in range(channels)
     )
     total = functools.reduce(jnp.add, taps).astype(jnp.result_type(lhs, rhs))
-    return _kept_as_buffer(total, rhs)
+    return kept_as_buffer(total, always_true(rhs))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

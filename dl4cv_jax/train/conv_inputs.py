@@ -8,12 +8,10 @@ ResNet's identity shortcuts this chains back through every block of a stage. A t
 BatchNorm+ReLU+add layers with strided reads took 80 ms per step on this project's 2-core CPU, against 2 ms for a
 plain one (benchmarks/RESULTS.md).
 
-`jax.lax.optimization_barrier` would say "do not fuse across here", but XLA:CPU removes barriers before fusion.
-A conditional is never fused and its result is a real buffer, so each conv input goes through a `lax.cond`
-whose predicate XLA cannot fold, while at run time it is always true (`state.step >= 0`). The other branch is
-never taken (it returns NaNs, so a wrong predicate could not pass unnoticed). Values and gradients are exactly
-those of the plain model; only the compiled program changes. On accelerators the recomputation does not happen
-(and a conditional costs a host round trip), so 'auto' turns this on for the CPU backend only.
+Each conv input therefore goes through `fusion_barrier.kept_as_buffer`, with `state.step >= 0` as the predicate
+XLA cannot fold. Values and gradients are exactly those of the plain model; only the compiled program changes.
+On accelerators the recomputation does not happen (and a conditional costs a host round trip), so 'auto' turns
+this on for the CPU backend only.
 """
 
 import contextlib
@@ -22,10 +20,10 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from dl4cv_jax.choices import choose
+from dl4cv_jax.fusion_barrier import kept_as_buffer
 
 MODES = {"auto": None, "on": True, "off": False}
 
@@ -39,20 +37,10 @@ def enabled(config: ml_collections.ConfigDict, backend: str | None = None) -> bo
     return mode
 
 
-def materialize(x: jax.Array, always_true: jax.Array) -> jax.Array:
-    """`x`, as the result of a conditional XLA can neither fuse into its consumers nor fold away.
-
-    `always_true` must be a replicated boolean scalar that is true at run time but not a compile-time
-    constant (the train step passes `state.step >= 0`); a predicate derived from the sharded batch would cost
-    a cross-device broadcast per conv.
-    """
-    return jax.lax.cond(always_true, lambda v: v, lambda v: jnp.full_like(v, jnp.nan), x)
-
-
 def _materialize_conv_input(always_true: jax.Array) -> Any:
     def interceptor(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
         if isinstance(context.module, nn.Conv) and context.method_name == "__call__" and args:
-            args = (materialize(args[0], always_true), *args[1:])
+            args = (kept_as_buffer(args[0], always_true), *args[1:])
         return next_fun(*args, **kwargs)
 
     return interceptor
@@ -61,7 +49,8 @@ def _materialize_conv_input(always_true: jax.Array) -> Any:
 @contextlib.contextmanager
 def materialized_conv_inputs(always_true: jax.Array, active: bool = True) -> Iterator[None]:
     """Within this context, every `nn.Conv` applied (at any depth of any model) gets its input through
-    `materialize`; with `active=False` it does nothing, so callers need no branch of their own."""
+    `kept_as_buffer` on `always_true` (a replicated scalar, true at run time: the train step passes
+    `state.step >= 0`); with `active=False` it does nothing, so callers need no branch of their own."""
     if not active:
         yield
         return
