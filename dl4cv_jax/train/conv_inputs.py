@@ -5,7 +5,7 @@ Why: the kernel gradient of a convolution reads the layer's input with batch and
 transposes it first. Its fusion pass pulls the cheap elementwise ops that produced the input (BatchNorm, ReLU,
 the residual add) into that transpose instead of reading the buffer the forward pass already wrote, and along a
 ResNet's identity shortcuts this chains back through every block of a stage. A transpose that recomputes three
-BatchNorm+ReLU+add layers with strided reads took 80 ms per step on this project's 2-core CPU, against 2 ms for a
+BatchNorm+ReLU+add layers with strided reads took 81.8 ms per step on this project's 2-core CPU, against 1.9 ms for a
 plain one (benchmarks/RESULTS.md).
 
 Each conv input therefore goes through `fusion_barrier.kept_as_buffer`, with `state.step >= 0` as the predicate
