@@ -2,8 +2,8 @@
 few input channels on XLA:CPU, whose convolutions are slowest there (benchmarks/RESULTS.md, 2-core CPU):
 
 - One input channel (grey images' first layer): the forward pass as a sum over the k*k taps of shifted input
-  slices times a kernel row, which XLA fuses into one loop. LeNet's conv1 (28x28x1 -> 6, 5x5, batch 128): 1.4-1.6
-  ms against XLA's 8.4-10.5 ms (PyTorch 1.5-2.4 ms). The backward pass is XLA's own convolution gradient (the tap
+  slices times a kernel row, which XLA fuses into one loop. LeNet's conv1 (28x28x1 -> 6, 5x5, batch 128): 1.43-1.63
+  ms against XLA's 8.39-10.54 ms (PyTorch 1.53-2.36 ms). The backward pass is XLA's own convolution gradient (the tap
   sum's would be k*k full-size reductions), and the sum goes through a conditional XLA cannot fold (its predicate,
   always true, reads the kernel): otherwise XLA fuses the 25-tap loop into every consumer and recomputes it there
   (conv1's forward and kernel gradient: 9.94 ms without the conditional, 4.05 ms with it, 10.97-11.13 ms for XLA's
