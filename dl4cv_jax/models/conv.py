@@ -60,26 +60,7 @@ def _tap_sum_forward(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> jax.Array:
     return kept_as_buffer(total, always_true(rhs))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def tap_sum_conv(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> jax.Array:
-    """A stride-1 NHWC/HWIO convolution with explicit `pads`: tap-sum forward, XLA's convolution gradient."""
-    return _tap_sum_forward(lhs, rhs, pads)
-
-
-def _tap_sum_conv_fwd(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _tap_sum_forward(lhs, rhs, pads), (lhs, rhs)
-
-
-def _tap_sum_conv_bwd(pads: Pads, residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, ...]:
-    lhs, rhs = residuals
-    _, vjp = jax.vjp(lambda a, b: _xla_conv(a, b, pads), lhs, rhs)
-    return vjp(g.astype(jnp.result_type(lhs, rhs)))
-
-
-tap_sum_conv.defvjp(_tap_sum_conv_fwd, _tap_sum_conv_bwd)
-
-
-def _col2im_input_gradient(g: jax.Array, rhs: jax.Array, pads: Pads, input_shape: Sequence[int]) -> jax.Array:
+def _col2im_input_gradient(g: jax.Array, rhs: jax.Array, pads: Pads, lhs: jax.Array) -> jax.Array:
     """The input gradient of a stride-1 conv as one matmul (each output pixel's gradient spread over its k*k*C
     input taps) and a sum of the k*k tap planes shifted back into place (col2im), cropped by the padding."""
     batch, height, width, out_features = g.shape
@@ -93,27 +74,45 @@ def _col2im_input_gradient(g: jax.Array, rhs: jax.Array, pads: Pads, input_shape
     )
     total = functools.reduce(jnp.add, planes)
     (top, _), (left, _) = pads
-    return total[:, top : top + input_shape[1], left : left + input_shape[2], :]
+    return total[:, top : top + lhs.shape[1], left : left + lhs.shape[2], :]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def col2im_grad_conv(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> jax.Array:
-    """XLA's stride-1 NHWC/HWIO convolution and kernel gradient, with the input gradient by `_col2im_input_gradient`."""
-    return _xla_conv(lhs, rhs, pads)
+def _xla_input_gradient(g: jax.Array, rhs: jax.Array, pads: Pads, lhs: jax.Array) -> jax.Array:
+    """XLA's own input gradient (its transposed convolution), for the paths that keep it."""
+    _, input_vjp = jax.vjp(lambda a: _xla_conv(a, rhs, pads), lhs)
+    return input_vjp(g)[0]
 
 
-def _col2im_grad_conv_fwd(lhs: jax.Array, rhs: jax.Array, pads: Pads) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _xla_conv(lhs, rhs, pads), (lhs, rhs)
+# Each rewritten path: (forward pass, input gradient); the kernel gradient is always XLA's.
+_PATHS = {
+    "tap_sum": (_tap_sum_forward, _xla_input_gradient),
+    "col2im": (_xla_conv, _col2im_input_gradient),
+}
 
 
-def _col2im_grad_conv_bwd(pads: Pads, residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, ...]:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def rewritten_conv(lhs: jax.Array, rhs: jax.Array, pads: Pads, path: str) -> jax.Array:
+    """A stride-1 NHWC/HWIO convolution with explicit `pads`, computed by `path` ('tap_sum' or 'col2im')."""
+    return _PATHS[path][0](lhs, rhs, pads)
+
+
+def _rewritten_conv_fwd(
+    lhs: jax.Array, rhs: jax.Array, pads: Pads, path: str
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _PATHS[path][0](lhs, rhs, pads), (lhs, rhs)
+
+
+def _rewritten_conv_bwd(
+    pads: Pads, path: str, residuals: tuple[jax.Array, jax.Array], g: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     lhs, rhs = residuals
+    g = g.astype(jnp.result_type(lhs, rhs))
     _, kernel_vjp = jax.vjp(lambda b: _xla_conv(lhs, b, pads), rhs)
     (kernel_gradient,) = kernel_vjp(g)
-    return _col2im_input_gradient(g, rhs, pads, lhs.shape).astype(lhs.dtype), kernel_gradient
+    return _PATHS[path][1](g, rhs, pads, lhs).astype(lhs.dtype), kernel_gradient
 
 
-col2im_grad_conv.defvjp(_col2im_grad_conv_fwd, _col2im_grad_conv_bwd)
+rewritten_conv.defvjp(_rewritten_conv_fwd, _rewritten_conv_bwd)
 
 
 def _all_ones(values: Sequence[int] | None) -> bool:
@@ -162,4 +161,4 @@ def conv_general_dilated(
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
     pads = tuple((int(low), int(high)) for low, high in padding)
-    return (tap_sum_conv if path == "tap_sum" else col2im_grad_conv)(lhs, rhs, pads)
+    return rewritten_conv(lhs, rhs, pads, path)
