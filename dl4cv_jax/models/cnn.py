@@ -6,23 +6,7 @@ import ml_collections
 
 from dl4cv_jax.models.conv import conv_general_dilated
 from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
-
-
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2/2 max pool (an odd last row or column is dropped, as `nn.max_pool`'s VALID padding does), skipped
-    when a spatial side is already below 2 so tiny inputs never shrink to 0.
-
-    Written as a max over a reshape rather than `nn.max_pool`: the values are the same, and its gradient is a
-    compare-and-select XLA fuses, where `reduce_window`'s gradient is a select-and-scatter that XLA:CPU runs as
-    a scatter (LeNet's train step 5,461.0 -> 6,169.2 and 6,149.7 -> 6,722.5 images/s, two interleaved runs on
-    the 2-core CPU). Only ties within a window get their gradient differently (shared, not all to the first),
-    and after a ReLU those are zeros, whose gradient the ReLU stops anyway.
-    """
-    batch, height, width, channels = x.shape
-    if min(height, width) < 2:
-        return x
-    x = x[:, : height // 2 * 2, : width // 2 * 2, :]
-    return x.reshape(batch, height // 2, 2, width // 2, 2, channels).max(axis=(2, 4))
+from dl4cv_jax.models.pool import max_pool_2x2
 
 
 class CNN(nn.Module):

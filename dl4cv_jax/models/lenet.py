@@ -5,9 +5,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from dl4cv_jax.models.cnn import max_pool_2x2
 from dl4cv_jax.models.conv import conv_general_dilated
 from dl4cv_jax.models.norm import conv_kernel_init
+from dl4cv_jax.models.pool import max_pool_2x2
 
 # The second conv is VALID (as in the paper: 14x14 -> 10x10) when its input allows a 5x5 window; on smaller
 # maps (inputs under 10x10, e.g. 8x8 digits) it switches to SAME so the model still builds. The layer

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from dl4cv_jax.choices import choose
-from dl4cv_jax.models.cnn import max_pool_2x2
 from dl4cv_jax.models.conv import conv_general_dilated
 from dl4cv_jax.models.norm import NormSpec, conv_kernel_init, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.pool import max_pool_2x2
 
 POOL = "M"
 LAYOUTS: dict[int, tuple[int | str, ...]] = {

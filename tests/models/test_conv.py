@@ -1,7 +1,4 @@
-"""`models.conv.conv_general_dilated`: its CPU paths equal XLA's convolution in values and gradients; the
-reshape max pool equals `nn.max_pool`."""
-
-import functools
+"""`models.conv.conv_general_dilated`: its CPU paths equal XLA's convolution in values and gradients."""
 
 import flax.linen as nn
 import jax
@@ -11,7 +8,6 @@ import pytest
 from jax import lax
 
 from dl4cv_jax.models import conv, create_model
-from dl4cv_jax.models.cnn import max_pool_2x2
 from tests.conftest import tiny_digits_config
 
 
@@ -90,16 +86,3 @@ def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
     monkeypatch.setattr(conv, "MAX_TAP_SUM_CHANNELS", 0)  # read while tracing: a new function traces anew
     plain_hlo = jax.jit(lambda p: model.apply(p, x, train=False)).lower(params).compile().as_text()
     assert plain_hlo.count(" conditional(") == 0
-
-
-@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 2), (1, 2, 3, 1)])
-def test_max_pool_2x2_equals_flax_max_pool_in_value_and_gradient(shape):
-    x = jax.random.normal(jax.random.key(2), shape)  # no ties, so both gradients pick the same element
-    weights = jax.random.normal(jax.random.key(3), max_pool_2x2(x).shape)
-
-    def loss(x, pool):
-        return jnp.sum(pool(x) * weights)
-
-    reference = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
-    np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
-    np.testing.assert_array_equal(jax.grad(loss)(x, max_pool_2x2), jax.grad(loss)(x, reference))
