@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow is only the inp
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
 from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -135,5 +136,6 @@ def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    restart_under_jemalloc()  # XLA:CPU's per-step buffers stay mapped: see dl4cv_jax/cpu_allocator.py
     apply_xla_cpu_defaults()  # before any computation: see dl4cv_jax/xla_cpu.py
     app.run(main)

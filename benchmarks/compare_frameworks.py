@@ -10,14 +10,16 @@ step (`train_step.JaxTrainStep`) and the PyTorch step (`torch_reference.TorchTra
 `--compile`), warms them up and then times their windows in turn: JAX, PyTorch, JAX, PyTorch, ... so that both
 see the same load on a shared machine. Both frameworks get the same cores: XLA's pool uses every core, PyTorch
 gets `torch.set_num_threads(--threads)` (default: every core). `--rounds 2` runs the whole set twice (A B A B
-across processes too). `--preload` (e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2) runs the workers with
-that allocator in LD_PRELOAD: both frameworks then use it.
+across processes too). `--allocators jemalloc` (the default, what main.py runs under where the machine has it:
+`dl4cv_jax/cpu_allocator.py`) runs the workers with jemalloc preloaded, `system` with glibc's malloc; both
+frameworks in a worker use the same allocator.
 
 The table gives the median images/second of each and the ratio JAX / PyTorch, with the load averages (as
 `uptime` prints them) at the end of each row's measurement.
 """
 
 import argparse
+import ctypes.util
 import json
 import os
 import pathlib
@@ -36,6 +38,7 @@ from benchmarks.train_step import (  # noqa: E402
     load_average,
     machine_description,
 )
+from dl4cv_jax.cpu_allocator import SWITCH, jemalloc_environment  # noqa: E402
 from dl4cv_jax.xla_cpu import XLA_CPU_FLAG, apply_xla_cpu_defaults  # noqa: E402
 
 _RESULT = "RESULT "  # worker lines starting with this carry one JSON row
@@ -70,7 +73,7 @@ def run_worker(args: argparse.Namespace) -> None:
                 "precision": precision,
                 "batch": batch,
                 "xla_cpu_defaults": args.xla_cpu_defaults,
-                "preload": os.path.basename(os.environ.get("LD_PRELOAD", "")),
+                "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "system",
                 "xla_flags": " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f != XLA_CPU_FLAG),
                 "parameters": benches[0].num_parameters,
                 "load_before": load_before,
@@ -90,15 +93,25 @@ def run_worker(args: argparse.Namespace) -> None:
             print(_RESULT + json.dumps(row), flush=True)
 
 
-def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str) -> list[dict]:
-    """Runs one worker for `xla_cpu_defaults` and returns its rows; its other output passes through."""
-    env = dict(os.environ)
+def allocator_environment(allocator: str) -> dict[str, str]:
+    """This process's environment with jemalloc preloaded as main.py would ('jemalloc'), or without it."""
+    env = {k: v for k, v in os.environ.items() if not (k == "LD_PRELOAD" and "jemalloc" in v)}
+    if allocator == "system":
+        return {**env, SWITCH: "0"}
+    library = ctypes.util.find_library("jemalloc")
+    preloaded = jemalloc_environment(env, library, cpu_only_machine=True)
+    if preloaded is None:
+        raise SystemExit("--allocators jemalloc: no jemalloc library found (apt install libjemalloc2)")
+    return preloaded
+
+
+def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str) -> list[dict]:
+    """Runs one worker for `xla_cpu_defaults` and `allocator`; returns its rows, its other output passes through."""
+    env = allocator_environment(allocator)
     inherited = env.get("XLA_FLAGS", "").split()
     if xla_cpu_defaults == "off":  # XLA's own defaults, even where the caller's XLA_FLAGS has main.py's flag
         inherited = [flag for flag in inherited if flag != XLA_CPU_FLAG]
     env["XLA_FLAGS"] = " ".join([*inherited, *args.xla_flags.split()])
-    if args.preload:
-        env["LD_PRELOAD"] = args.preload
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [sys.executable, __file__, "--worker", "--xla-cpu-defaults", xla_cpu_defaults]
     command += ["--models", *args.models, "--precisions", *args.precisions]
@@ -117,14 +130,14 @@ def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str) -> list[dict]:
             else:
                 print(line, end="", flush=True)
     if process.returncode:
-        raise SystemExit(f"worker ({xla_cpu_defaults}) failed with exit status {process.returncode}")
+        raise SystemExit(f"worker ({xla_cpu_defaults}, {allocator}) failed with exit status {process.returncode}")
     return rows
 
 
 HEADER = (
-    "| model | precision | batch | XLA flag | JAX img/s median (best) | PyTorch img/s median (best) "
+    "| model | precision | batch | XLA flag | allocator | JAX img/s median (best) | PyTorch img/s median (best) "
     "| JAX / PyTorch: medians, paired, bests | torch.compile img/s median (best) | JAX / compiled (medians) "
-    "| load avg (1, 5, 15 min) |\n|---|---|---|---|---|---|---|---|---|---|"
+    "| load avg (1, 5, 15 min) |\n|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -142,14 +155,14 @@ def format_row(row: dict) -> str:
             f"{compiled['median']:.1f} ({compiled['best']:.1f}) | {jax_['median'] / compiled['median']:.2f}"
         )
     flag = {"on": "ynn -individual_convolution", "off": "none"}[row["xla_cpu_defaults"]]
-    extra = ", ".join(filter(None, [row.get("xla_flags", ""), row.get("preload", "")]))
-    flag += f" ({extra})" if extra else ""
+    flag += f" ({row['xla_flags']})" if row.get("xla_flags") else ""
     ratios = (
         f"**{jax_['median'] / torch_['median']:.2f}**, {paired_ratio(row, 'torch'):.2f}, "
         f"{jax_['best'] / torch_['best']:.2f}"
     )
     return (
-        f"| {row['model']} | {row['precision']} | {row['batch']} | {flag} | {jax_['median']:.1f} ({jax_['best']:.1f}) "
+        f"| {row['model']} | {row['precision']} | {row['batch']} | {flag} | {row.get('allocator', 'system')} "
+        f"| {jax_['median']:.1f} ({jax_['best']:.1f}) "
         f"| {torch_['median']:.1f} ({torch_['best']:.1f}) | {ratios} | {compiled_cells} | {row['load_after']} |"
     )
 
@@ -165,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="0 = each workload's default (see train_step.py)")
     parser.add_argument("--xla-cpu-defaults", nargs="+", default=["on"], choices=("on", "off"))
     parser.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX side (investigation)")
-    parser.add_argument("--preload", default="", help="an allocator for LD_PRELOAD, e.g. libjemalloc.so.2")
+    parser.add_argument("--allocators", nargs="+", default=["jemalloc"], choices=("jemalloc", "system"))
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every worker this many times (A B A B)")
@@ -183,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     for _ in range(args.rounds):
         for setting in args.xla_cpu_defaults:
-            rows += spawn_worker(args, setting)
+            for allocator in args.allocators:
+                rows += spawn_worker(args, setting, allocator)
     print(f"\n{machine_description()}\n")
     print(HEADER)
     for row in rows:

@@ -4,7 +4,8 @@
 
 The same measurement `--mode=eval` writes into report.json (`dl4cv_jax.evaluate.speed`: the compiled forward
 pass on images already on the device, median call after warm-up), with freshly initialised weights, which cost
-the same as trained ones. Sets main.py's XLA:CPU flag, so the figures match what eval reports.
+the same as trained ones. Sets main.py's XLA:CPU flag and, like main.py, restarts under jemalloc where the
+machine has it, so the figures match what eval reports.
 """
 
 import argparse
@@ -16,6 +17,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
+
+if __name__ == "__main__":
+    restart_under_jemalloc()  # as main.py does: see dl4cv_jax/cpu_allocator.py
 
 import jax  # noqa: E402
 

@@ -15,7 +15,8 @@ finished. The figure is the median window; the spread (min-max) is printed with 
 Like `main.py`, on a machine with no accelerator plugin this adds
 `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` to XLA_FLAGS unless DL4CV_XLA_CPU_DEFAULTS=0
 or the flag is set already (`dl4cv_jax/xla_cpu.py`). XLA reads XLA_FLAGS once, when jax initialises its backend,
-so `apply_xla_cpu_defaults` runs in `main()` before any computation.
+so `apply_xla_cpu_defaults` runs in `main()` before any computation. Also like `main.py`, it restarts under
+jemalloc where the machine has it, unless DL4CV_JEMALLOC=0 (`dl4cv_jax/cpu_allocator.py`).
 """
 
 import argparse
@@ -35,6 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `configs` is not an installed package
     sys.path.insert(0, str(ROOT))
 
+from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
 from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
@@ -348,4 +350,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    restart_under_jemalloc()  # as main.py does: see dl4cv_jax/cpu_allocator.py
     main()

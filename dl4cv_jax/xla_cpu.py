@@ -13,6 +13,11 @@ XLA_CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 _ACCELERATOR_PLUGINS = ("jax_plugins", "jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu")
 
 
+def cpu_only() -> bool:
+    """True where no jax accelerator plugin is installed, read without starting any backend."""
+    return not any(importlib.util.find_spec(name) for name in _ACCELERATOR_PLUGINS)
+
+
 def apply_xla_cpu_defaults(enabled: bool | None = None) -> str:
     """Adds `XLA_CPU_FLAG` to XLA_FLAGS (CPU-only machines, flag not set yet); returns XLA_FLAGS.
 
@@ -25,8 +30,7 @@ def apply_xla_cpu_defaults(enabled: bool | None = None) -> str:
         raise RuntimeError("apply_xla_cpu_defaults must run before any jax computation (XLA reads XLA_FLAGS once)")
     if enabled is None:
         enabled = os.environ.get("DL4CV_XLA_CPU_DEFAULTS", "1") != "0"
-    cpu_only = not any(importlib.util.find_spec(name) for name in _ACCELERATOR_PLUGINS)
     flags = os.environ.get("XLA_FLAGS", "")
-    if enabled and cpu_only and "xla_cpu_experimental_ynn_fusion_type" not in flags:
+    if enabled and cpu_only() and "xla_cpu_experimental_ynn_fusion_type" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {XLA_CPU_FLAG}".strip()
     return os.environ.get("XLA_FLAGS", "")
