@@ -2,11 +2,12 @@
 
 Why: XLA:CPU allocates a step's temporaries afresh at every execution, in buffers of tens to hundreds of MB.
 glibc's malloc serves such sizes with mmap and returns them with munmap, so every step faults the same memory
-in again, and the kernel zeroes every page: 73,900 minor page faults and 0.24 s of kernel time per ResNet-20
-float32 step at batch 128 on the 2-core CPU, about a sixth of the step's CPU time. glibc's tunables do not fix it
-(thread arenas mmap anything above 64 MB whatever the thresholds say). jemalloc, with `oversize_threshold:0` so
-that large allocations are cached like the others, keeps the pages: about 3,000 faults and 0.02 s per step. The
-figures, and the speed-up, are in benchmarks/RESULTS.md.
+in again, and the kernel zeroes every page: 73,897-74,311 minor page faults and 0.235-0.275 s of kernel time
+per ResNet-20 float32 step at batch 128 on the 2-core CPU, about a sixth of the step's CPU time. glibc's
+tunables do not fix it: its thread arenas mmap anything above 64 MB whatever the thresholds say, and with one
+arena for all threads the faults go but the step is no faster. jemalloc, with `oversize_threshold:0` so that
+large allocations are cached like the others, keeps the pages: 2,711-4,494 faults and 0.018-0.020 s per step.
+The figures, and the speed-up, are in benchmarks/RESULTS.md.
 
 The allocator must be in place before the process starts (LD_PRELOAD), so `restart_under_jemalloc` runs the
 same command line again, once, in a new process image (`os.execv`): the restarted process finds jemalloc already

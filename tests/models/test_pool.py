@@ -1,6 +1,7 @@
 """`models.pool.max_pool_2x2` equals `nn.max_pool` (2x2, stride 2) in values and gradients, ties included."""
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -50,3 +51,16 @@ def test_bfloat16_and_vmap_match_flax():
 def test_sides_below_two_are_left_as_they_are():
     x = jnp.arange(6.0).reshape(1, 1, 6, 1)
     np.testing.assert_array_equal(max_pool_2x2(x), x)
+
+
+def test_gradient_compiles_to_no_scatter_where_flax_pool_has_one():
+    """The reason for the custom gradient: XLA:CPU runs `nn.max_pool`'s select-and-scatter as a scatter."""
+    x = jnp.ones((2, 8, 8, 3))
+
+    def compiled_gradient(pool):
+        gradient = jax.jit(jax.grad(lambda x: jnp.sum(pool(x) ** 2)))
+        return gradient.lower(x).compile().as_text()
+
+    scatter_op = re.compile(r" (select-and-)?scatter\(")  # an HLO instruction, not a name in the metadata
+    assert scatter_op.search(compiled_gradient(flax_pool))
+    assert not scatter_op.search(compiled_gradient(max_pool_2x2))
