@@ -38,7 +38,7 @@ from benchmarks.train_step import (  # noqa: E402
     load_average,
     machine_description,
 )
-from dl4cv_jax.cpu_allocator import SWITCH, jemalloc_environment  # noqa: E402
+from dl4cv_jax.cpu_allocator import SWITCH, jemalloc_environment, jemalloc_preloaded  # noqa: E402
 from dl4cv_jax.xla_cpu import XLA_CPU_FLAG, apply_xla_cpu_defaults  # noqa: E402
 
 _RESULT = "RESULT "  # worker lines starting with this carry one JSON row
@@ -73,7 +73,7 @@ def run_worker(args: argparse.Namespace) -> None:
                 "precision": precision,
                 "batch": batch,
                 "xla_cpu_defaults": args.xla_cpu_defaults,
-                "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "system",
+                "allocator": "jemalloc" if jemalloc_preloaded(os.environ) else "system",
                 "xla_flags": " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f != XLA_CPU_FLAG),
                 "parameters": benches[0].num_parameters,
                 "load_before": load_before,
@@ -95,7 +95,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
 def allocator_environment(allocator: str) -> dict[str, str]:
     """This process's environment with jemalloc preloaded as main.py would ('jemalloc'), or without it."""
-    env = {k: v for k, v in os.environ.items() if not (k == "LD_PRELOAD" and "jemalloc" in v)}
+    env = {k: v for k, v in os.environ.items() if not (k == "LD_PRELOAD" and jemalloc_preloaded(os.environ))}
     if allocator == "system":
         return {**env, SWITCH: "0"}
     library = ctypes.util.find_library("jemalloc")

@@ -27,16 +27,20 @@ SWITCH = "DL4CV_JEMALLOC"  # "0" keeps the system allocator
 JEMALLOC_CONF = "oversize_threshold:0"
 
 
+def jemalloc_preloaded(environ: Mapping[str, str]) -> bool:
+    """Whether LD_PRELOAD in `environ` already names a jemalloc library."""
+    return "jemalloc" in environ.get("LD_PRELOAD", "")
+
+
 def jemalloc_environment(
     environ: Mapping[str, str], library: str | None, cpu_only_machine: bool
 ) -> dict[str, str] | None:
     """The environment to restart with (LD_PRELOAD with `library` first, MALLOC_CONF unless the user set one),
     or None to carry on as is: switched off, an accelerator machine, no jemalloc, or one already preloaded."""
-    preloaded = environ.get("LD_PRELOAD", "")
-    if environ.get(SWITCH, "1") == "0" or not cpu_only_machine or library is None or "jemalloc" in preloaded:
+    if environ.get(SWITCH, "1") == "0" or not cpu_only_machine or library is None or jemalloc_preloaded(environ):
         return None
     environment = dict(environ)
-    environment["LD_PRELOAD"] = ":".join(filter(None, [library, preloaded]))
+    environment["LD_PRELOAD"] = ":".join(filter(None, [library, environ.get("LD_PRELOAD", "")]))
     environment.setdefault("MALLOC_CONF", JEMALLOC_CONF)
     return environment
 
