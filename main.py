@@ -32,6 +32,12 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_enum("split", "test", ["train", "val", "test"], "eval: the split to evaluate.")
 flags.DEFINE_string("checkpoint", "best", "eval/predict: best | latest | a step number.")
+flags.DEFINE_string(
+    "tta",
+    None,
+    "eval/predict: test-time augmentation views to average, comma-separated (flip,translate) or none; "
+    "default: the run's own config.eval_tta.",
+)
 flags.DEFINE_multi_string("images", [], "predict: image files or folders (--images a.jpg b.png dir/).")
 flags.DEFINE_integer("top_k", 5, "predict: how many classes to report per image.")
 flags.DEFINE_string("output", None, "compare: the PNG to write (default: compare.png in the current directory).")
@@ -93,14 +99,16 @@ def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
         return
     if mode == "eval":
         from dl4cv_jax.evaluate.cli import run_eval
+        from dl4cv_jax.train.tta import parse_tta_flag
 
-        run_eval(workdir, FLAGS.split, FLAGS.checkpoint)
+        run_eval(workdir, FLAGS.split, FLAGS.checkpoint, tta=parse_tta_flag(FLAGS.tta))
         return
     if mode == "predict":
         from dl4cv_jax.evaluate.cli import run_predict
+        from dl4cv_jax.train.tta import parse_tta_flag
 
         # `--images a.jpg b.jpg dir/`: absl gives the first to the flag, the others arrive as arguments.
-        run_predict(workdir, [*FLAGS.images, *args], FLAGS.checkpoint, FLAGS.top_k)
+        run_predict(workdir, [*FLAGS.images, *args], FLAGS.checkpoint, FLAGS.top_k, parse_tta_flag(FLAGS.tta))
         return
     if mode == "compare":
         from dl4cv_jax.evaluate.cli import run_compare

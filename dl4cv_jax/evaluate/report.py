@@ -36,8 +36,10 @@ def build_report(
     checkpoint: str,
     checkpoint_step: int,
     speed: Mapping[str, Any],
+    tta: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """report.json's content from `metrics.classification_metrics` output, the checkpoint and the speed.
+    """report.json's content from `metrics.classification_metrics` output, the checkpoint, the test-time
+    augmentation views averaged (`tta`, config.eval_tta) and the speed.
 
     `speed` is `speed.measure_speed`'s result, or {} when it was not measured (its fields are then None).
     """
@@ -59,6 +61,7 @@ def build_report(
         split=split,
         checkpoint=checkpoint,
         checkpoint_step=int(checkpoint_step),
+        tta=list(tta),
         images_per_second=speed.get("images_per_second"),
         speed_batch_size=speed.get("batch_size"),
         latency_ms_batch1=speed.get("latency_ms_batch1"),
@@ -112,7 +115,7 @@ def markdown_report(report: Mapping[str, Any], title: str) -> str:
         f"# {title}",
         "",
         f"Split `{report['split']}`, {report['num_examples']:,} examples; checkpoint `{report['checkpoint']}` "
-        f"(step {report['checkpoint_step']}).",
+        f"(step {report['checkpoint_step']}); test-time augmentation: {', '.join(report.get('tta', [])) or 'none'}.",
         "",
     ]
     lines += _table(["metric", "value"], [(key, report[key]) for key in _SUMMARY if key in report])

@@ -8,6 +8,7 @@ so the restored pytree has exactly the structure and shardings the checkpoint wa
 
 import dataclasses
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -161,14 +162,19 @@ def load_data_info(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> 
     return load_data(config)
 
 
-def load_run(workdir: pathlib.Path, checkpoint: str = BEST, with_data: bool = True) -> RestoredRun:
+def load_run(
+    workdir: pathlib.Path, checkpoint: str = BEST, with_data: bool = True, tta: Sequence[str] | None = None
+) -> RestoredRun:
     """Config, data, compiled steps and restored weights of a training workdir.
 
-    `with_data=False` (prediction) skips reading the data set: it builds from data_info.json alone.
+    `with_data=False` (prediction) skips reading the data set: it builds from data_info.json alone. `tta`
+    replaces the run's config.eval_tta (the views evaluation averages; () for none), None keeps it.
     Checks the checkpoint exists before any data is read, so a typo fails in a second.
     """
     workdir = pathlib.Path(workdir)
     config = load_run_config(workdir)
+    if tta is not None:
+        config.eval_tta = tuple(tta)
     resolve_checkpoint(workdir, checkpoint)
     data = load_data(config) if with_data else load_data_info(workdir, config)
     trainer, state = build_trainer(config, data)

@@ -38,6 +38,23 @@ def check_tta(names: Sequence[str]) -> None:
         )
 
 
+def parse_tta_flag(text: str | None) -> tuple[str, ...] | None:
+    """main.py's `--tta` for eval and predict: None when not given (the run's own config.eval_tta), () for
+    'none', else the comma-separated views; ConfigError naming the flag and the choices otherwise."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in VIEWS]
+    if unknown:
+        raise ConfigError(
+            f"--tta={text!r} has unknown view(s) {unknown}; choose none or a comma-separated list of: "
+            f"{', '.join(sorted(VIEWS))}"
+        )
+    return names
+
+
 def tta_views(images: jax.Array, names: Sequence[str]) -> list[jax.Array]:
     """The identity followed by the views listed in `names`, in order."""
     views = [images]

@@ -18,6 +18,7 @@ from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.data import load_data
 from dl4cv_jax.evaluate import restore
 from dl4cv_jax.evaluate.cli import run_eval, run_predict
+from dl4cv_jax.train import tta
 from dl4cv_jax.train.callbacks import read_history
 from dl4cv_jax.train.loop import train_and_evaluate
 from tests.conftest import REPO, tiny_digits_config
@@ -106,6 +107,35 @@ def test_eval_uses_the_weights_and_views_training_tested(tmp_path):
     assert report["num_examples"] == trained["num_examples"] == TEST_SIZE
     assert report["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-6)
     assert report["loss"] == pytest.approx(trained["loss"], rel=1e-5)
+    assert report["tta"] == ["flip"]
+    assert "test-time augmentation: flip." in (workdir / "eval" / "test" / "report.md").read_text()
+
+    # --tta=none: the same weights without the flip, in a folder of its own. Reference: a copy of the workdir
+    # whose config.json says eval_tta=[], evaluated as it is.
+    plain = run_eval(workdir, "test", speed_seconds=0, tta=())
+    assert plain["tta"] == [] and (workdir / "eval" / "test_tta=none" / "report.json").is_file()
+    assert json.loads((workdir / "eval" / "test" / "report.json").read_text())["tta"] == ["flip"]  # kept
+    assert plain["loss"] != pytest.approx(report["loss"], rel=1e-4)
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    saved = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**saved, "eval_tta": []}))
+    reference = run_eval(copy, "test", speed_seconds=0)
+    assert (reference["accuracy"], reference["loss"]) == (plain["accuracy"], pytest.approx(plain["loss"], rel=1e-6))
+    assert (reference["tta"], sorted(os.listdir(copy / "eval"))) == ([], ["test", "test_tta=none"])
+    again = run_eval(workdir, "test", speed_seconds=0, tta=("flip",))  # the run's own views: its own folder
+    assert again["loss"] == pytest.approx(report["loss"], rel=1e-6) and sorted(os.listdir(workdir / "eval")) == [
+        "test",
+        "test_tta=none",
+    ]
+
+
+def test_tta_flag_parsing():
+    assert tta.parse_tta_flag(None) is None
+    assert tta.parse_tta_flag("none") == tta.parse_tta_flag("") == ()
+    assert tta.parse_tta_flag("flip, translate") == ("flip", "translate")
+    with pytest.raises(ConfigError, match=r"--tta='flip,rotate' has unknown view\(s\) \['rotate'\]; choose none or"):
+        tta.parse_tta_flag("flip,rotate")
 
 
 def test_latest_on_val_reproduces_the_history(run):
@@ -160,6 +190,7 @@ def test_predict_without_the_training_data(run, test_report, tmp_path):
     (workdir / "config.json").write_text(json.dumps(config))
 
     result = run_predict(workdir, [str(tmp_path / "images")], "best", top_k=3)
+    assert result["tta"] == []
     saved = json.loads((workdir / "predictions" / "images.json").read_text())
     assert saved == json.loads(json.dumps(result))
     names = [str(d) for d in range(10)]
