@@ -1,22 +1,14 @@
 """Augmentation compared: none, crop + flip, and every augmentation the library offers, 3 seeds each.
 
 "Every augmentation" is read from dl4cv_jax.data.augment when the sweep is loaded, in its registry's order,
-so the sweep follows the library as augmentations are added. `FIXED` is the CPU budget of experiments/README.md.
+so the sweep follows the library as augmentations are added. `CPU_BUDGET` (experiments/cpu_budget.py) is the
+CPU budget of experiments/README.md, shared by the three sweeps.
 
     python main.py --mode=sweep --sweep=experiments/augmentation.py --workdir=runs/augmentation --workers=2
 """
 
 from dl4cv_jax.sweep import Sweep
-
-# CPU budget: a stratified 2,000-image training subset, 1,000 validation images, a 16-channel CNN, 4 epochs.
-FIXED = {
-    "data.max_train_examples": 2000,
-    "data.val_fraction": 0.02,
-    "model.width": 16,
-    "num_epochs": 4,
-    "batch_size": 64,
-    "schedule.warmup_epochs": 0.0,
-}
+from experiments.cpu_budget import CPU_BUDGET
 
 
 def every_augmentation() -> tuple[str, ...]:
@@ -34,5 +26,5 @@ def get_sweep() -> Sweep:
         config="configs/cnn_cifar.py",
         settings=[{"data.augment": names} for names in distinct],
         seeds=(0, 1, 2),
-        fixed=FIXED,
+        fixed=CPU_BUDGET,
     )

@@ -2,23 +2,14 @@
 
 Each optimizer gets a learning rate in its usual range (zipped with its name, since one rate does not suit
 plain SGD and Adam alike); AdamW gets its customary decoupled weight decay, Adam keeps the config's L2 5e-4.
-`FIXED` is the CPU budget of experiments/README.md; drop it (or override it on the command line, e.g.
-`--config.num_epochs=20`) for a full run.
+`CPU_BUDGET` (experiments/cpu_budget.py) is the CPU budget of experiments/README.md, shared by the three
+sweeps; drop it (or override it on the command line, e.g. `--config.num_epochs=20`) for a full run.
 
     python main.py --mode=sweep --sweep=experiments/optimizers.py --workdir=runs/optimizers --workers=2
 """
 
 from dl4cv_jax.sweep import Sweep, zipped
-
-# CPU budget: a stratified 2,000-image training subset, 1,000 validation images, a 16-channel CNN, 4 epochs.
-FIXED = {
-    "data.max_train_examples": 2000,
-    "data.val_fraction": 0.02,
-    "model.width": 16,
-    "num_epochs": 4,
-    "batch_size": 64,
-    "schedule.warmup_epochs": 0.0,
-}
+from experiments.cpu_budget import CPU_BUDGET
 
 
 def get_sweep() -> Sweep:
@@ -32,5 +23,5 @@ def get_sweep() -> Sweep:
             }
         ),
         seeds=(0, 1, 2),
-        fixed=FIXED,
+        fixed=CPU_BUDGET,
     )
