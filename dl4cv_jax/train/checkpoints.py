@@ -25,7 +25,15 @@ def _restore_args(target: Any) -> ocp.args.Composite:
 
 def _manager(directory: pathlib.Path) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-    return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "loop"))
+    # Handlers named up front (not only through the save/restore args), so that `item_metadata` can read a
+    # checkpoint's tree before restoring it.
+    handlers = {"state": ocp.StandardCheckpointHandler(), "loop": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers)
+
+
+def saved_state_fields(manager: ocp.CheckpointManager, step: int) -> set[str]:
+    """The top-level fields of the train state saved at `step`, read from the checkpoint's metadata."""
+    return set(manager.item_metadata(step)["state"].tree)
 
 
 class CheckpointStore:
@@ -50,22 +58,20 @@ class CheckpointStore:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no {which} checkpoint in {self.root / which}")
-        try:
+        wanted = bool(getattr(target, "ema_batch_stats", ()))  # () when the run keeps no EMA
+        if not wanted or "ema_batch_stats" in saved_state_fields(manager, step):
             restored = manager.restore(step, args=_restore_args(target))
-        except ValueError as error:
-            if "ema_batch_stats" not in str(error) or not getattr(target, "ema_batch_stats", ()):
-                raise
-            # Saved before the EMA covered BatchNorm statistics (2026-11-23): start that average at the statistics.
-            saved = {
-                field.name: getattr(target, field.name)
-                for field in dataclasses.fields(target)
-                if field.metadata.get("pytree_node", True) and field.name != "ema_batch_stats"
-            }
-            restored = manager.restore(step, args=_restore_args(saved))
-            fields = restored["state"]
-            state = target.replace(**fields, ema_batch_stats=jax.tree.map(jnp.copy, fields["batch_stats"]))
-            return state, dict(restored["loop"])
-        return restored["state"], dict(restored["loop"])
+            return restored["state"], dict(restored["loop"])
+        # Saved before the EMA covered BatchNorm statistics (2026-11-23): start that average at the statistics.
+        saved = {
+            field.name: getattr(target, field.name)
+            for field in dataclasses.fields(target)
+            if field.metadata.get("pytree_node", True) and field.name != "ema_batch_stats"
+        }
+        restored = manager.restore(step, args=_restore_args(saved))
+        fields = restored["state"]
+        state = target.replace(**fields, ema_batch_stats=jax.tree.map(jnp.copy, fields["batch_stats"]))
+        return state, dict(restored["loop"])
 
     def wait(self) -> None:
         """Blocks until every asynchronous save has finished (call before reading them back or exiting)."""
