@@ -12,7 +12,10 @@ see the same load on a shared machine. Both frameworks get the same cores: XLA's
 gets `torch.set_num_threads(--threads)` (default: every core). `--rounds 2` runs the whole set twice (A B A B
 across processes too). `--allocators jemalloc` (the default, what main.py runs under where the machine has it:
 `dl4cv_jax/cpu_allocator.py`) runs the workers with jemalloc preloaded, `system` with glibc's malloc; both
-frameworks in a worker use the same allocator.
+frameworks in a worker use the same allocator. `--allocators each` runs each framework as it runs by default,
+JAX under jemalloc (as main.py restarts itself) and PyTorch under the system allocator: the allocator is chosen
+when a process starts, so each framework then gets a process of its own and the parent alternates their windows
+(`StepServer`), which keeps the pairing of one process.
 
 The table gives the median images/second of each and the ratio JAX / PyTorch, with the load averages (as
 `uptime` prints them) at the end of each row's measurement.
@@ -26,7 +29,8 @@ import pathlib
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -35,6 +39,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.train_step import (  # noqa: E402
     PRECISIONS,
     WORKLOADS,
+    Measurement,
     load_average,
     machine_description,
 )
@@ -68,29 +73,50 @@ def run_worker(args: argparse.Namespace) -> None:
                 raise AssertionError(f"{name}: parameter counts differ: {counts}")
             load_before = load_average()
             measured = train_step.measure_interleaved(benches, args.windows, args.window_seconds)
-            row = {
-                "model": name,
-                "precision": precision,
-                "batch": batch,
-                "xla_cpu_defaults": args.xla_cpu_defaults,
-                "allocator": "jemalloc" if jemalloc_preloaded(os.environ) else "system",
-                "xla_flags": " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f != XLA_CPU_FLAG),
-                "parameters": benches[0].num_parameters,
-                "load_before": load_before,
-                "load_after": load_average(),
-                **{
-                    m.label: {
-                        "median": m.median,
-                        "best": m.best,
-                        "spread": m.spread(),
-                        "windows": m.images_per_second,
-                        "steps": m.steps_per_window,
-                        "first_s": m.first_step_s,
-                    }
-                    for m in measured
-                },
-            }
+            allocator = "jemalloc" if jemalloc_preloaded(os.environ) else "system"
+            parameters, setting = benches[0].num_parameters, args.xla_cpu_defaults
+            row = result_row(setting, name, precision, batch, allocator, parameters, load_before, measured)
+            row["xla_flags"] = flags_beyond_main(os.environ)
             print(_RESULT + json.dumps(row), flush=True)
+
+
+def result_row(
+    xla_cpu_defaults: str,
+    model: str,
+    precision: str,
+    batch: int,
+    allocator: str,
+    parameters: int,
+    load_before: str,
+    measured: Sequence[Any],
+) -> dict:
+    """One table row as JSON: the setting, the load, and per framework its window figures (`Measurement`s)."""
+    return {
+        "model": model,
+        "precision": precision,
+        "batch": batch,
+        "xla_cpu_defaults": xla_cpu_defaults,
+        "allocator": allocator,
+        "parameters": parameters,
+        "load_before": load_before,
+        "load_after": load_average(),
+        **{
+            m.label: {
+                "median": m.median,
+                "best": m.best,
+                "spread": m.spread(),
+                "windows": m.images_per_second,
+                "steps": m.steps_per_window,
+                "first_s": m.first_step_s,
+            }
+            for m in measured
+        },
+    }
+
+
+def flags_beyond_main(environ: Mapping[str, str]) -> str:
+    """The XLA_FLAGS in `environ` other than main.py's own (those the row's "XLA flag" cell adds)."""
+    return " ".join(f for f in environ.get("XLA_FLAGS", "").split() if f != XLA_CPU_FLAG)
 
 
 def allocator_environment(allocator: str) -> dict[str, str]:
@@ -105,28 +131,35 @@ def allocator_environment(allocator: str) -> dict[str, str]:
     return preloaded
 
 
-def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str) -> list[dict]:
-    """Runs one worker for `xla_cpu_defaults` and `allocator`; returns its rows, its other output passes through."""
+def worker_environment(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str) -> dict[str, str]:
+    """A worker's environment: the allocator, and XLA_FLAGS with main.py's flag ('on') or without it ('off')."""
     env = allocator_environment(allocator)
     inherited = env.get("XLA_FLAGS", "").split()
     if xla_cpu_defaults == "off":  # XLA's own defaults, even where the caller's XLA_FLAGS has main.py's flag
         inherited = [flag for flag in inherited if flag != XLA_CPU_FLAG]
     env["XLA_FLAGS"] = " ".join([*inherited, *args.xla_flags.split()])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, __file__, "--worker", "--xla-cpu-defaults", xla_cpu_defaults]
+    return env
+
+
+def worker_arguments(args: argparse.Namespace, xla_cpu_defaults: str) -> list[str]:
+    command = [sys.executable, __file__, "--xla-cpu-defaults", xla_cpu_defaults, "--threads", str(args.threads)]
     command += ["--models", *args.models, "--precisions", *args.precisions]
-    command += ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    command += ["--batch-size", str(args.batch_size)]
     command += ["--windows", str(args.windows), "--window-seconds", str(args.window_seconds)]
-    command += ["--compile"] if args.compile else []
+    return command + (["--compile"] if args.compile else [])
+
+
+def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str) -> list[dict]:
+    """Runs one worker for `xla_cpu_defaults` and `allocator`; returns its rows, its other output passes through."""
+    env = worker_environment(args, xla_cpu_defaults, allocator)
+    command = [*worker_arguments(args, xla_cpu_defaults), "--worker"]
     rows = []
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
         for line in process.stdout:
             if line.startswith(_RESULT):
                 rows.append(json.loads(line[len(_RESULT) :]))
-                print_row(rows[-1])
-                if args.jsonl:  # rows survive an interrupted run
-                    with open(args.jsonl, "a") as f:
-                        f.write(line[len(_RESULT) :])
+                report_row(args, rows[-1])
             else:
                 print(line, end="", flush=True)
     if process.returncode:
@@ -167,8 +200,56 @@ def format_row(row: dict) -> str:
     )
 
 
-def print_row(row: dict) -> None:
+def report_row(args: argparse.Namespace, row: dict) -> None:
+    """Prints the row as it comes and appends it to --jsonl, so rows survive an interrupted run."""
     print(f"  -> {format_row(row)}", flush=True)
+    if args.jsonl:
+        with open(args.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def run_each_by_default(args: argparse.Namespace, xla_cpu_defaults: str) -> list[dict]:
+    """`--allocators each`: JAX in a server under jemalloc, PyTorch in one under the system allocator, their
+    windows alternated as `train_step.measure_interleaved` alternates them in one process."""
+    from benchmarks.step_server import StepServer
+
+    command = [*worker_arguments(args, xla_cpu_defaults), "--serve"]
+    servers = {
+        "jax": StepServer([*command, "jax"], worker_environment(args, xla_cpu_defaults, "jemalloc")),
+        "torch": StepServer([*command, "torch"], worker_environment(args, xla_cpu_defaults, "system")),
+    }
+    rows = []
+    try:
+        for name in args.models:
+            for precision in args.precisions:
+                batch = args.batch_size or WORKLOADS[name].batch_size
+                load_before = load_average()
+                request = f"build {name} {precision} {batch} {args.window_seconds}"
+                built = {k: server.ask(request) for k, server in servers.items()}
+                counts = {k: b["parameters"] for k, b in built.items()}
+                if len(set(counts.values())) != 1:
+                    raise AssertionError(f"{name}: parameter counts differ: {counts}")
+                seconds: dict[str, list[float]] = {k: [] for k in servers}
+                for _ in range(args.windows):
+                    for k, server in servers.items():
+                        seconds[k].append(server.ask("window")["seconds"])
+                for k, server in servers.items():
+                    loss = server.ask("loss")["loss"]
+                    if loss != loss or abs(loss) == float("inf"):
+                        raise RuntimeError(f"{k}: the loss is {loss}; the step is broken")
+                measured = [
+                    Measurement(b["label"], batch, b["first_s"], b["steps"], seconds[k]) for k, b in built.items()
+                ]
+                allocator = "each (JAX jemalloc, PyTorch system)"
+                parameters = counts["jax"]
+                row = result_row(xla_cpu_defaults, name, precision, batch, allocator, parameters, load_before, measured)
+                row["xla_flags"] = flags_beyond_main(worker_environment(args, xla_cpu_defaults, "jemalloc"))
+                report_row(args, row)
+                rows.append(row)
+    finally:
+        for server in servers.values():
+            server.close()
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -178,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="0 = each workload's default (see train_step.py)")
     parser.add_argument("--xla-cpu-defaults", nargs="+", default=["on"], choices=("on", "off"))
     parser.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX side (investigation)")
-    parser.add_argument("--allocators", nargs="+", default=["jemalloc"], choices=("jemalloc", "system"))
+    parser.add_argument("--allocators", nargs="+", default=["jemalloc"], choices=("jemalloc", "system", "each"))
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every worker this many times (A B A B)")
@@ -186,10 +267,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--window-seconds", type=float, default=2.0)
     parser.add_argument("--jsonl", default="", help="also append every row, as JSON, to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.worker:
+    if args.worker or args.serve:
         (args.xla_cpu_defaults,) = args.xla_cpu_defaults
+    if args.serve:
+        from benchmarks.step_server import serve
+
+        serve(args.serve, args.xla_cpu_defaults == "on", args.threads)
+        return
+    if args.worker:
         run_worker(args)
         return
     print(f"load average at start: {load_average()}", flush=True)
@@ -197,7 +285,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for _ in range(args.rounds):
         for setting in args.xla_cpu_defaults:
             for allocator in args.allocators:
-                rows += spawn_worker(args, setting, allocator)
+                if allocator == "each":
+                    rows += run_each_by_default(args, setting)
+                else:
+                    rows += spawn_worker(args, setting, allocator)
     print(f"\n{machine_description()}\n")
     print(HEADER)
     for row in rows:
