@@ -45,6 +45,27 @@ flags.DEFINE_string("sweep", None, "sweep: the sweep definition file, e.g. exper
 flags.DEFINE_integer("workers", 1, "sweep: trials run in parallel (one per accelerator, or N CPU processes).")
 
 
+# The modes that read each mode-specific flag; given to another mode, the flag would be silently ignored.
+MODE_FLAGS = {
+    "split": ("eval",),
+    "checkpoint": ("eval", "predict"),
+    "tta": ("eval", "predict"),
+    "images": ("predict",),
+    "top_k": ("predict",),
+    "output": ("compare",),
+    "sweep": ("sweep",),
+    "workers": ("sweep",),
+}
+
+
+def check_mode_flags(mode: str, given: set[str]) -> None:
+    """UsageError for a flag on the command line that `mode` does not read (e.g. --tta with --mode=train)."""
+    for name, modes in MODE_FLAGS.items():
+        if name in given and mode not in modes:
+            hint = " (training's views are config.eval_tta)" if name == "tta" else ""
+            raise app.UsageError(f"--{name} applies to --mode={'|'.join(modes)}, not --mode={mode}{hint}")
+
+
 def default_workdir(config_path: str) -> pathlib.Path:
     """runs/<config file name without .py>, so each config has its own place by default."""
     return pathlib.Path("runs") / pathlib.Path(config_path).stem
@@ -77,6 +98,7 @@ def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
     """Hands each mode to the library function that does it; flags are read here and nowhere else."""
     if args and mode not in ("compare", "predict"):
         raise app.UsageError(f"unexpected arguments: {' '.join(args)}")
+    check_mode_flags(mode, {name for name in MODE_FLAGS if FLAGS[name].present})
     if mode == "train" and FLAGS.config.get("vmap_seeds", 0) > 1:
         from dl4cv_jax.vmap_seeds import train_vmapped
 

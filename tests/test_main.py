@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -66,3 +69,23 @@ def test_predict_takes_space_separated_images(tmp_path):
     unexpected = [sys.executable, "main.py", "--mode=eval", f"--workdir={run}", "extra_argument"]
     result = subprocess.run(unexpected, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "unexpected arguments: extra_argument" in result.stderr
+    misplaced = [sys.executable, "main.py", "--mode=eval", f"--workdir={run}", "--top_k=3"]
+    result = subprocess.run(misplaced, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--top_k applies to --mode=predict, not --mode=eval" in result.stderr
+    assert not (run / "eval").exists()  # refused before anything ran
+
+
+def test_mode_flags_refuse_other_modes():
+    from absl import app
+
+    sys.path.insert(0, str(REPO))
+    import main
+
+    main.check_mode_flags("predict", {"tta", "checkpoint", "images", "top_k"})
+    for mode, flag, expected in [
+        ("train", "tta", "--tta applies to --mode=eval|predict, not --mode=train (training's views are config"),
+        ("sweep", "split", "--split applies to --mode=eval, not --mode=sweep"),
+        ("eval", "workers", "--workers applies to --mode=sweep, not --mode=eval"),
+    ]:
+        with pytest.raises(app.UsageError, match=re.escape(expected)):
+            main.check_mode_flags(mode, {flag})
