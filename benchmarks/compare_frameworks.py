@@ -36,17 +36,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.step_server import RESULT  # noqa: E402
 from benchmarks.train_step import (  # noqa: E402
     PRECISIONS,
     WORKLOADS,
-    Measurement,
     load_average,
     machine_description,
 )
 from dl4cv_jax.cpu_allocator import SWITCH, jemalloc_environment, jemalloc_preloaded  # noqa: E402
 from dl4cv_jax.xla_cpu import XLA_CPU_FLAG, apply_xla_cpu_defaults  # noqa: E402
-
-_RESULT = "RESULT "  # worker lines starting with this carry one JSON row
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -77,7 +75,7 @@ def run_worker(args: argparse.Namespace) -> None:
             parameters, setting = benches[0].num_parameters, args.xla_cpu_defaults
             row = result_row(setting, name, precision, batch, allocator, parameters, load_before, measured)
             row["xla_flags"] = flags_beyond_main(os.environ)
-            print(_RESULT + json.dumps(row), flush=True)
+            print(RESULT + json.dumps(row), flush=True)
 
 
 def result_row(
@@ -157,8 +155,8 @@ def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str
     rows = []
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
         for line in process.stdout:
-            if line.startswith(_RESULT):
-                rows.append(json.loads(line[len(_RESULT) :]))
+            if line.startswith(RESULT):
+                rows.append(json.loads(line[len(RESULT) :]))
                 report_row(args, rows[-1])
             else:
                 print(line, end="", flush=True)
@@ -209,45 +207,35 @@ def report_row(args: argparse.Namespace, row: dict) -> None:
 
 
 def run_each_by_default(args: argparse.Namespace, xla_cpu_defaults: str) -> list[dict]:
-    """`--allocators each`: JAX in a server under jemalloc, PyTorch in one under the system allocator, their
-    windows alternated as `train_step.measure_interleaved` alternates them in one process."""
+    """`--allocators each`: JAX in a server under jemalloc, PyTorch in one under the system allocator, measured
+    by `train_step.measure_interleaved` as if both were in this process (it alternates their windows)."""
+    from benchmarks import train_step
     from benchmarks.step_server import StepServer
 
     command = [*worker_arguments(args, xla_cpu_defaults), "--serve"]
-    servers = {
-        "jax": StepServer([*command, "jax"], worker_environment(args, xla_cpu_defaults, "jemalloc")),
-        "torch": StepServer([*command, "torch"], worker_environment(args, xla_cpu_defaults, "system")),
-    }
+    jax_environment = worker_environment(args, xla_cpu_defaults, "jemalloc")
+    servers = [
+        StepServer([*command, "jax"], jax_environment),
+        StepServer([*command, "torch"], worker_environment(args, xla_cpu_defaults, "system")),
+    ]
     rows = []
     try:
         for name in args.models:
             for precision in args.precisions:
                 batch = args.batch_size or WORKLOADS[name].batch_size
-                load_before = load_average()
-                request = f"build {name} {precision} {batch} {args.window_seconds}"
-                built = {k: server.ask(request) for k, server in servers.items()}
-                counts = {k: b["parameters"] for k, b in built.items()}
+                benches = [server.build(name, precision, batch) for server in servers]
+                counts = {b.label: b.num_parameters for b in benches}
                 if len(set(counts.values())) != 1:
                     raise AssertionError(f"{name}: parameter counts differ: {counts}")
-                seconds: dict[str, list[float]] = {k: [] for k in servers}
-                for _ in range(args.windows):
-                    for k, server in servers.items():
-                        seconds[k].append(server.ask("window")["seconds"])
-                for k, server in servers.items():
-                    loss = server.ask("loss")["loss"]
-                    if loss != loss or abs(loss) == float("inf"):
-                        raise RuntimeError(f"{k}: the loss is {loss}; the step is broken")
-                measured = [
-                    Measurement(b["label"], batch, b["first_s"], b["steps"], seconds[k]) for k, b in built.items()
-                ]
-                allocator = "each (JAX jemalloc, PyTorch system)"
-                parameters = counts["jax"]
+                load_before = load_average()
+                measured = train_step.measure_interleaved(benches, args.windows, args.window_seconds)
+                allocator, parameters = "each (JAX jemalloc, PyTorch system)", benches[0].num_parameters
                 row = result_row(xla_cpu_defaults, name, precision, batch, allocator, parameters, load_before, measured)
-                row["xla_flags"] = flags_beyond_main(worker_environment(args, xla_cpu_defaults, "jemalloc"))
+                row["xla_flags"] = flags_beyond_main(jax_environment)
                 report_row(args, row)
                 rows.append(row)
     finally:
-        for server in servers.values():
+        for server in servers:
             server.close()
     return rows
 

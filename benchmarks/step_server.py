@@ -3,14 +3,14 @@
 Why: an allocator is chosen when a process starts (LD_PRELOAD), so comparing JAX as main.py runs it (under
 jemalloc) with PyTorch as it runs by default (glibc's malloc) takes two processes. To keep what one process
 gives, windows of both timed in turn under the same load, the parent (`compare_frameworks.py --allocators
-each`) drives two servers and alternates their windows.
+each`) holds a `StepServer` per framework, which looks like a bench to `train_step.measure_interleaved`: that
+function warms both up and alternates their windows exactly as it does within one process.
 
 The protocol is one command per line on the server's stdin, each answered by one `RESULT <json>` line on its
 stdout (anything else it prints goes to stderr):
 
-    build MODEL PRECISION BATCH WINDOW_SECONDS  ->  {"label", "parameters", "first_s", "steps"}   (built, warmed up)
-    window                                      ->  {"seconds"}   (one window of `steps` steps)
-    loss                                        ->  {"loss"}      (the last step's loss)
+    build MODEL PRECISION BATCH  ->  {"label", "batch_size", "parameters"}
+    run STEPS                    ->  {"seconds", "loss"}   (STEPS steps, waited for; the last step's loss)
 """
 
 import json
@@ -19,8 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-RESULT = "RESULT "
-FRAMEWORKS = ("jax", "torch")
+RESULT = "RESULT "  # lines starting with this carry one JSON answer (also compare_frameworks' worker rows)
 
 
 def serve(framework: str, xla_cpu_defaults: bool, threads: int) -> None:
@@ -37,19 +36,16 @@ def serve(framework: str, xla_cpu_defaults: bool, threads: int) -> None:
 
         torch.set_num_threads(threads)
     print(f"# {framework} server: {train_step.machine_description()}", flush=True)
-    bench, steps = None, 0
+    bench = None
     for line in sys.stdin:
         command, *fields = line.split()
         if command == "build":
-            bench = _build(framework, *fields[:3])
-            first, steps = train_step.warm_up(bench, float(fields[3]))
-            reply = {"label": bench.label, "parameters": bench.num_parameters, "first_s": first, "steps": steps}
-        elif command == "window":
-            reply = {"seconds": bench.run(steps)}
-        elif command == "loss":
-            reply = {"loss": float(bench.loss)}
+            bench = _build(framework, *fields)
+            reply = {"label": bench.label, "batch_size": bench.batch_size, "parameters": bench.num_parameters}
+        elif command == "run":
+            reply = {"seconds": bench.run(int(fields[0])), "loss": float(bench.loss)}
         else:
-            raise SystemExit(f"step server: unknown command {line.strip()!r}; choose build, window or loss")
+            raise SystemExit(f"step server: unknown command {line.strip()!r}; choose build or run")
         answers.write(RESULT + json.dumps(reply) + "\n")
         answers.flush()
 
@@ -66,12 +62,14 @@ def _build(framework: str, model: str, precision: str, batch: str) -> Any:
 
 
 class StepServer:
-    """The parent's handle on one server process."""
+    """The parent's handle on one server process, with the bench interface `train_step.measure_interleaved`
+    uses (`label`, `batch_size`, `num_parameters`, `run(steps)` -> seconds, `loss`) once `build` has run."""
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str]):
         self.command = list(command)
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
         self.process = subprocess.Popen(command, env=dict(env), text=True, **pipes)
+        self.loss = float("nan")
 
     def ask(self, request: str) -> dict[str, Any]:
         """Sends one command and returns its answer; a server that died ends the benchmark with its status."""
@@ -82,6 +80,16 @@ class StepServer:
             status = self.process.wait()
             raise SystemExit(f"step server {' '.join(self.command[-6:])} stopped (exit status {status}) at {request!r}")
         return json.loads(line[len(RESULT) :])
+
+    def build(self, model: str, precision: str, batch: int) -> "StepServer":
+        built = self.ask(f"build {model} {precision} {batch}")
+        self.label, self.batch_size, self.num_parameters = built["label"], built["batch_size"], built["parameters"]
+        return self
+
+    def run(self, steps: int) -> float:
+        answer = self.ask(f"run {steps}")
+        self.loss = answer["loss"]
+        return answer["seconds"]
 
     def close(self) -> None:
         self.process.stdin.close()
