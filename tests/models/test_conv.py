@@ -11,27 +11,32 @@ from dl4cv_jax.models import conv, create_model
 from tests.conftest import tiny_digits_config
 
 
-def _layers(features, kernel, padding):
-    fast = nn.Conv(features, kernel, padding=padding, conv_general_dilated=conv.conv_general_dilated)
-    return fast, nn.Conv(features, kernel, padding=padding)  # the second: Flax's own lax.conv_general_dilated
+def _layers(features, kernel, padding, strides=(1, 1)):
+    fast = nn.Conv(features, kernel, strides, padding=padding, conv_general_dilated=conv.conv_general_dilated)
+    return fast, nn.Conv(features, kernel, strides, padding=padding)  # the second: Flax's own lax.conv_general_dilated
 
 
 @pytest.mark.parametrize(
-    ("shape", "kernel", "padding", "path"),
+    ("shape", "kernel", "padding", "strides", "path"),
     [
-        ((4, 11, 9, 1), (5, 5), "SAME", "tap_sum"),
-        ((3, 8, 8, 1), (3, 3), "VALID", "tap_sum"),
-        ((2, 7, 7, 1), (3, 2), ((2, 0), (1, 3)), "tap_sum"),
-        ((4, 14, 14, 6), (5, 5), "VALID", "col2im"),  # LeNet's conv2
-        ((3, 9, 8, 3), (3, 3), "SAME", "col2im"),
-        ((2, 7, 7, 8), (3, 2), ((2, 0), (1, 3)), "col2im"),
+        ((4, 11, 9, 1), (5, 5), "SAME", (1, 1), "tap_sum"),
+        ((3, 8, 8, 1), (3, 3), "VALID", (1, 1), "tap_sum"),
+        ((2, 7, 7, 1), (3, 2), ((2, 0), (1, 3)), (1, 1), "tap_sum"),
+        ((4, 14, 14, 6), (5, 5), "VALID", (1, 1), "col2im"),  # LeNet's conv2
+        ((3, 9, 8, 3), (3, 3), "SAME", (1, 1), "col2im"),
+        ((2, 7, 7, 8), (3, 2), ((2, 0), (1, 3)), (1, 1), "col2im"),
+        ((3, 8, 8, 5), (3, 3), ((1, 1), (1, 1)), (2, 2), "phase"),  # ResNets' downsampling 3x3
+        ((2, 8, 8, 4), (1, 1), "VALID", (2, 2), "phase"),  # projection shortcut: most input rows get no gradient
+        ((2, 15, 13, 3), (7, 7), ((3, 3), (3, 3)), (2, 2), "phase"),  # ResNet-50's stem, odd sizes
+        ((2, 9, 10, 4), (3, 2), "SAME", (2, 1), "phase"),  # a different stride per axis
+        ((2, 11, 11, 2), (2, 2), ((0, 2), (1, 0)), (3, 3), "phase"),  # kernel smaller than the stride
     ],
 )
-def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, padding, path):
+def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, padding, strides, path):
     x = jax.random.normal(jax.random.key(1), shape)
-    fast, plain = _layers(6, kernel, padding)
+    fast, plain = _layers(6, kernel, padding, strides)
     params = plain.init(jax.random.key(0), x)
-    assert conv.cpu_path(x, params["params"]["kernel"], (1, 1), conv._FLAX_2D) == path
+    assert conv.cpu_path(x, params["params"]["kernel"], strides, conv._FLAX_2D) == path
 
     def loss(p, x, layer):  # a nonlinear loss, so the gradient flows through non-trivial cotangents
         return jnp.sum(jnp.sin(layer.apply(p, x)))
@@ -44,13 +49,15 @@ def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, pa
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("channels", [1, 6])
-def test_bfloat16_inputs_keep_their_dtype_and_stay_close(channels):
+@pytest.mark.parametrize(
+    ("channels", "strides", "expected"), [(1, (1, 1), "tap_sum"), (6, (1, 1), "xla"), (6, (2, 2), "phase")]
+)
+def test_bfloat16_inputs_keep_their_dtype_and_stay_close(channels, strides, expected):
     x = jax.random.normal(jax.random.key(1), (4, 10, 10, channels)).astype(jnp.bfloat16)
-    fast, plain = _layers(4, (3, 3), "SAME")
+    fast, plain = _layers(4, (3, 3), "SAME", strides)
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), plain.init(jax.random.key(0), x))
-    expected = "tap_sum" if channels == 1 else "xla"  # col2im is float32 only
-    assert conv.cpu_path(x, params["params"]["kernel"], (1, 1), conv._FLAX_2D) == expected
+    # col2im is float32 only
+    assert conv.cpu_path(x, params["params"]["kernel"], strides, conv._FLAX_2D) == expected
     y_fast, y_plain = fast.apply(params, x), plain.apply(params, x)
     assert y_fast.dtype == y_plain.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(y_fast, np.float32), np.asarray(y_plain, np.float32), atol=0.05)
@@ -65,12 +72,16 @@ def test_other_layers_take_xla_convolution():
     assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D) == "col2im"  # three input channels
     assert conv.cpu_path(jnp.ones((2, 8, 8, 9)), jnp.ones((3, 3, 9, 4)), (1, 1), conv._FLAX_2D) == "xla"
     x1, w1 = jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4))
-    assert conv.cpu_path(x1, w1, (2, 2), conv._FLAX_2D) == "xla"  # stride 2
+    assert conv.cpu_path(x1, w1, (2, 2), conv._FLAX_2D) == "phase"  # stride 2
     assert conv.cpu_path(x1, w1, (1, 1), conv._FLAX_2D, rhs_dilation=(2, 2)) == "xla"
     assert "xla" == conv.cpu_path(
         x1, w1, (1, 1), lax.conv_dimension_numbers(x1.shape, w1.shape, ("NCHW", "OIHW", "NCHW"))
     )
-    # A strided one-channel conv still gives XLA's answer through the drop-in.
+    assert conv.cpu_path(x1, w1, (2, 2), conv._FLAX_2D, lhs_dilation=(2, 2)) == "xla"
+    wide = jnp.ones((2, 8, 8, 64))  # strided and wide: XLA's input gradient is faster, unless the kernel is 1x1
+    assert conv.cpu_path(wide, jnp.ones((3, 3, 64, 4)), (2, 2), conv._FLAX_2D) == "xla"
+    assert conv.cpu_path(wide, jnp.ones((1, 1, 64, 4)), (2, 2), conv._FLAX_2D) == "phase"
+    # A strided conv's forward pass is XLA's own, so the drop-in gives exactly its answer.
     y = conv.conv_general_dilated(x1, w1, (2, 2), "SAME", dimension_numbers=conv._FLAX_2D)
     ref = lax.conv_general_dilated(x1, w1, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_array_equal(y, ref)
@@ -86,3 +97,20 @@ def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
     monkeypatch.setattr(conv, "MAX_TAP_SUM_CHANNELS", 0)  # read while tracing: a new function traces anew
     plain_hlo = jax.jit(lambda p: model.apply(p, x, train=False)).lower(params).compile().as_text()
     assert plain_hlo.count(" conditional(") == 0
+
+
+def test_phase_input_gradient_can_be_turned_off_and_skips_cropping_pads(monkeypatch):
+    x, w = jax.random.normal(jax.random.key(1), (2, 9, 9, 4)), jax.random.normal(jax.random.key(2), (3, 3, 4, 5))
+    monkeypatch.setattr(conv, "MAX_PHASE_CHANNELS", 0)
+    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D) == "xla"
+    monkeypatch.undo()
+    # A negative (cropping) pad has no phase grid: the drop-in falls back to XLA's convolution and gradient.
+    pads = ((-1, 1), (1, 0))
+
+    def loss(conv_fn, x, w):
+        return jnp.sum(jnp.sin(conv_fn(x, w, (2, 2), pads, dimension_numbers=conv._FLAX_2D)))
+
+    got = jax.grad(loss, argnums=(1, 2))(conv.conv_general_dilated, x, w)
+    expected = jax.grad(loss, argnums=(1, 2))(lax.conv_general_dilated, x, w)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
