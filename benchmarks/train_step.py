@@ -121,6 +121,7 @@ class JaxTrainStep:
         conv_inputs: str = "auto",
         tap_sum_channels: int | None = None,
         col2im_channels: int | None = None,
+        phase_channels: int | None = None,
     ):
         import jax
 
@@ -148,13 +149,18 @@ class JaxTrainStep:
             self.batch = {**self.batch, "image": steps.normalize_images(self.batch["image"], data.mean, data.std)}
         self._block = jax.block_until_ready
         # models.conv reads these while tracing: a step built with either is compiled now, under those values.
-        limits = {"MAX_TAP_SUM_CHANNELS": tap_sum_channels, "MAX_COL2IM_CHANNELS": col2im_channels}
+        limits = {
+            "MAX_TAP_SUM_CHANNELS": tap_sum_channels,
+            "MAX_COL2IM_CHANNELS": col2im_channels,
+            "MAX_PHASE_CHANNELS": phase_channels,
+        }
         limits = {k: v for k, v in limits.items() if v is not None}
         defaults = {k: getattr(conv, k) for k in limits}
         try:
             for k, v in limits.items():
                 setattr(conv, k, v)
             self.tap_sum_channels, self.col2im_channels = conv.MAX_TAP_SUM_CHANNELS, conv.MAX_COL2IM_CHANNELS
+            self.phase_channels = conv.MAX_PHASE_CHANNELS
             if limits:
                 self._step = self._step.lower(self.state, self.batch).compile()
         finally:
@@ -257,14 +263,28 @@ def load_average() -> str:
     return "{:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
 
-def machine_description() -> str:
-    """CPU model, cores, date, Python and library versions, XLA_FLAGS, preloaded allocator."""
-    cpu = platform.processor() or platform.machine()
+# Vector extensions that decide these figures: the same "AMD EPYC" label has covered machines with and without
+# AVX-512 (and its bfloat16 instructions) here, and PyTorch's bfloat16 convolutions are 20x apart between them.
+CPU_EXTENSIONS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description() -> str:
+    """CPU model and which of `CPU_EXTENSIONS` it has, from /proc/cpuinfo (the platform's name elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+            lines = f.read().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    extensions = "/".join(e for e in CPU_EXTENSIONS if e in flags) or "no AVX2"
+    return f"{fields.get('model name', platform.machine())} ({extensions})"
+
+
+def machine_description() -> str:
+    """CPU model and vector extensions, cores, date, Python and library versions, XLA_FLAGS, preloaded allocator."""
+    cpu = cpu_description()
     versions = []
     for name in ("jax", "jaxlib", "flax", "optax", "torch"):
         if name in sys.modules or importlib.util.find_spec(name):
@@ -312,6 +332,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[None],
         help="models.conv.MAX_COL2IM_CHANNELS (0 = XLA's input gradient everywhere); as --tap-sum-channels",
     )
+    parser.add_argument(
+        "--phase-channels",
+        nargs="+",
+        type=int,
+        default=[None],
+        help="models.conv.MAX_PHASE_CHANNELS (0 = XLA's input gradient for strided convs); as --tap-sum-channels",
+    )
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
@@ -323,8 +350,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"devices: {jax.devices()}")
     print("Several batch sizes or variants of one model and precision are timed interleaved (A, B, A, B, ...).")
     print(
-        "| model | precision | batch | variant | conv inputs | tap-sum / col2im channels | img/s (median) | min-max "
-        "| steps/window x windows | first call s |"
+        "| model | precision | batch | variant | conv inputs | tap-sum / col2im / phase channels "
+        "| img/s (median) | min-max | steps/window x windows | first call s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
@@ -332,17 +359,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             workload = WORKLOADS[name]
             batches = [b or workload.batch_size for b in args.batch_sizes]
             benches = [
-                JaxTrainStep(workload, precision, b, v, c, t, i)
+                JaxTrainStep(workload, precision, b, v, c, t, i, p)
                 for b in batches
                 for v in args.variants
                 for c in args.conv_inputs
                 for t in args.tap_sum_channels
                 for i in args.col2im_channels
+                for p in args.phase_channels
             ]
             for bench, m in zip(benches, measure_interleaved(benches, args.windows, args.window_seconds), strict=True):
                 print(
                     f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {bench.conv_inputs} | "
-                    f"{bench.tap_sum_channels} / {bench.col2im_channels} | {m.median:.1f} | {m.spread()} | "
+                    f"{bench.tap_sum_channels} / {bench.col2im_channels} / {bench.phase_channels} | "
+                    f"{m.median:.1f} | {m.spread()} | "
                     f"{m.steps_per_window} x {args.windows} | {m.first_step_s:.1f} |",
                     flush=True,
                 )
