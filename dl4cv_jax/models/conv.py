@@ -161,12 +161,25 @@ def _all_ones(values: Sequence[int] | None) -> bool:
     return values is None or all(v == 1 for v in values)
 
 
+def _explicit_pads(lhs: jax.Array, rhs: jax.Array, strides: Strides, padding: str | Sequence[tuple[int, int]]) -> Pads:
+    """`padding` ('SAME', 'VALID' or pairs) as (low, high) pairs of ints for an NHWC input and HWIO kernel."""
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+    return tuple((int(low), int(high)) for low, high in padding)
+
+
 def cpu_path(
-    lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], dimension_numbers: Any, **options: Any
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    dimension_numbers: Any,
+    padding: str | Sequence[tuple[int, int]] | None = None,
+    **options: Any,
 ) -> str:
     """Which implementation `conv_general_dilated` takes for an undilated, one-group, default-precision 2-D conv
     in Flax's layout on the CPU backend: stride 1, 'tap_sum' or 'col2im' by input channels (see the constants
-    above; 'col2im' in float32 only); strided, 'phase' (by input channels and kernel size, see above). 'xla' for
+    above; 'col2im' in float32 only); strided, 'phase' (by input channels and kernel size, see above; not with a
+    negative, cropping pad, as its phase grid assumes none; `padding` None is taken as no cropping). 'xla' for
     everything else."""
     simple = (
         jax.default_backend() == "cpu"
@@ -184,7 +197,8 @@ def cpu_path(
     if not _all_ones(window_strides):
         kernel_within_stride = all(k <= s for k, s in zip(rhs.shape[:2], window_strides, strict=True))
         phase = 0 < MAX_PHASE_CHANNELS and (rhs.shape[2] <= MAX_PHASE_CHANNELS or kernel_within_stride)
-        return "phase" if phase else "xla"
+        crops = padding is not None and min(map(min, _explicit_pads(lhs, rhs, window_strides, padding))) < 0
+        return "phase" if phase and not crops else "xla"
     if rhs.shape[2] <= MAX_TAP_SUM_CHANNELS:
         return "tap_sum"
     if rhs.shape[2] <= MAX_COL2IM_CHANNELS and lhs.dtype == rhs.dtype == jnp.float32:
@@ -201,15 +215,10 @@ def conv_general_dilated(
     **options: Any,
 ) -> jax.Array:
     """Drop-in for `lax.conv_general_dilated`; the models pass it as `nn.Conv(..., conv_general_dilated=...)`."""
-    path = cpu_path(lhs, rhs, window_strides, dimension_numbers, **options)
+    path = cpu_path(lhs, rhs, window_strides, dimension_numbers, padding, **options)
     if path == "xla":
         return lax.conv_general_dilated(
             lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers, **options
         )
     strides = tuple(int(s) for s in window_strides)
-    if isinstance(padding, str):
-        padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
-    pads = tuple((int(low), int(high)) for low, high in padding)
-    if path == "phase" and min(min(pair) for pair in pads) < 0:  # a cropping pad: the phase grid assumes none
-        return lax.conv_general_dilated(lhs, rhs, strides, pads, dimension_numbers=dimension_numbers, **options)
-    return rewritten_conv(lhs, rhs, strides, pads, path)
+    return rewritten_conv(lhs, rhs, strides, _explicit_pads(lhs, rhs, strides, padding), path)

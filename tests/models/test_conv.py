@@ -50,13 +50,13 @@ def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, pa
 
 
 @pytest.mark.parametrize(
-    ("channels", "strides", "expected"), [(1, (1, 1), "tap_sum"), (6, (1, 1), "xla"), (6, (2, 2), "phase")]
+    ("channels", "strides", "expected"),
+    [(1, (1, 1), "tap_sum"), (6, (1, 1), "xla"), (6, (2, 2), "phase")],  # col2im is float32 only: 'xla'
 )
 def test_bfloat16_inputs_keep_their_dtype_and_stay_close(channels, strides, expected):
     x = jax.random.normal(jax.random.key(1), (4, 10, 10, channels)).astype(jnp.bfloat16)
     fast, plain = _layers(4, (3, 3), "SAME", strides)
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), plain.init(jax.random.key(0), x))
-    # col2im is float32 only
     assert conv.cpu_path(x, params["params"]["kernel"], strides, conv._FLAX_2D) == expected
     y_fast, y_plain = fast.apply(params, x), plain.apply(params, x)
     assert y_fast.dtype == y_plain.dtype == jnp.bfloat16
@@ -106,6 +106,8 @@ def test_phase_input_gradient_can_be_turned_off_and_skips_cropping_pads(monkeypa
     monkeypatch.undo()
     # A negative (cropping) pad has no phase grid: the drop-in falls back to XLA's convolution and gradient.
     pads = ((-1, 1), (1, 0))
+    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D, pads) == "xla"
+    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D, ((1, 1), (1, 0))) == "phase"
 
     def loss(conv_fn, x, w):
         return jnp.sum(jnp.sin(conv_fn(x, w, (2, 2), pads, dimension_numbers=conv._FLAX_2D)))
