@@ -4,11 +4,14 @@
 
 For each model and batch size, trains `--epochs` timed epochs on synthetic in-memory data (crop + flip on the
 device) after one warm-up epoch that compiles, with the step-by-step loop and with the scanned epoch, and prints the
-median epoch time and images/second of each and their ratio. Small models at small batches are where Python
-dispatch shows; a large model hides it behind compute.
+median epoch time and images/second of each and their ratio; `--rounds` repeats each pair (loop, scan, loop,
+scan), one row per round, as this machine's speed drifts. Small models at small batches are where Python dispatch
+shows; a large model hides it behind compute. Like main.py, sets its XLA:CPU flag and restarts under jemalloc where
+the machine has it.
 """
 
 import argparse
+import itertools
 import os
 import pathlib
 import statistics
@@ -19,12 +22,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
+
+if __name__ == "__main__":
+    restart_under_jemalloc()  # as main.py does: see dl4cv_jax/cpu_allocator.py
+
 import jax  # noqa: E402
 
 from configs import default  # noqa: E402
 from dl4cv_jax.data import load_data  # noqa: E402
 from dl4cv_jax.train.callbacks import Callback  # noqa: E402
 from dl4cv_jax.train.loop import build_trainer, train_epoch  # noqa: E402
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+
+apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so both loops run as in `make train`
 
 MODELS = {  # name -> (model config overrides, synthetic image shape)
     "lenet": ({"name": "lenet"}, (28, 28, 1)),
@@ -69,22 +80,23 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch")
     parser.add_argument("--examples", type=int, default=4096, help="synthetic training images")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat each (loop, scan) pair, one row per round")
     args = parser.parse_args()
-    print(f"{jax.devices()[0].platform} x {jax.device_count()} ({jax.devices()[0].device_kind}), jax {jax.__version__}")
+    platform = f"{jax.devices()[0].platform} x {jax.device_count()} ({jax.devices()[0].device_kind})"
+    print(f"{platform}, jax {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(
         "\n| model | batch | steps/epoch | per-step loop s/epoch | scanned s/epoch | per-step img/s | scanned img/s "
         "| speed-up |\n|---|---|---|---|---|---|---|---|"
     )
-    for model in args.models:
-        for batch in args.batch_sizes:
-            looped, steps = epoch_seconds(model, batch, False, args.epochs, args.examples)
-            scanned, _ = epoch_seconds(model, batch, True, args.epochs, args.examples)
-            images = steps * batch
-            print(
-                f"| {model} | {batch} | {steps} | {looped:.3f} | {scanned:.3f} | {images / looped:,.0f} "
-                f"| {images / scanned:,.0f} | {looped / scanned:.2f}x |",
-                flush=True,
-            )
+    for model, batch, _ in itertools.product(args.models, args.batch_sizes, range(args.rounds)):
+        looped, steps = epoch_seconds(model, batch, False, args.epochs, args.examples)
+        scanned, _ = epoch_seconds(model, batch, True, args.epochs, args.examples)
+        images = steps * batch
+        print(
+            f"| {model} | {batch} | {steps} | {looped:.3f} | {scanned:.3f} | {images / looped:,.0f} "
+            f"| {images / scanned:,.0f} | {looped / scanned:.2f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

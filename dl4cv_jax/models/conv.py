@@ -1,21 +1,30 @@
-"""The convolution every model's `nn.Conv` runs: `lax.conv_general_dilated`, with three rewrites for layers with
-few input channels on XLA:CPU, whose convolutions are slowest there (benchmarks/RESULTS.md, 2-core CPU):
+"""The convolution every model's `nn.Conv` runs: `lax.conv_general_dilated`, with its gradients written out for
+XLA:CPU, and three rewrites for layers with few input channels, whose convolutions are slowest there
+(benchmarks/RESULTS.md, 2-core CPU):
 
+- Every plain 2-D conv on CPU (path 'canonical', and the kernel gradient of the three rewrites below): the input
+  and kernel gradients are the convolutions XLA's autodiff builds, with their operands transposed here into the
+  NHWC/HWIO form of XLA:CPU's fast convolution kernels. Autodiff leaves the kernel gradient in another dimension
+  order; at the top level XLA:CPU transposes it itself, but inside a while loop (the whole-epoch `lax.scan`,
+  `data.scan_epoch`) it did not and ran a generic loop instead: scanned epochs ran at 0.01-0.02x the speed of the
+  step-by-step loop for the cnn and ResNet-20, 0.15-0.33x for LeNet. Written out, the gradients run the same
+  kernels in both places (scanned against step by step: LeNet 0.62-1.35x, cnn 0.93-1.03x, ResNet-20 0.92-0.99x),
+  with bit-identical float32 values and an unchanged step-by-step speed.
 - One input channel (grey images' first layer): the forward pass as a sum over the k*k taps of shifted input
   slices times a kernel row, which XLA fuses into one loop. LeNet's conv1 (28x28x1 -> 6, 5x5, batch 128): 1.43-1.63
-  ms against XLA's 8.39-10.54 ms (PyTorch 1.53-2.36 ms). The backward pass is XLA's own convolution gradient (the tap
+  ms against XLA's 8.39-10.54 ms (PyTorch 1.53-2.36 ms). The backward pass is the convolution gradient above (the tap
   sum's would be k*k full-size reductions), and the sum goes through a conditional XLA cannot fold (its predicate,
   always true, reads the kernel): otherwise XLA fuses the 25-tap loop into every consumer and recomputes it there
   (conv1's forward and kernel gradient: 9.94 ms without the conditional, 4.05 ms with it, 10.97-11.13 ms for XLA's
   convolution). LeNet's train step: 4,193.0 -> 6,306.7 images/s.
-- Two to `MAX_COL2IM_CHANNELS` input channels, float32 (LeNet's conv2, RGB stems): XLA's forward pass and kernel
-  gradient, but the input gradient as one matmul and a sum of the k*k shifted tap planes (col2im), where XLA's
-  transposed convolution is slow with few output channels. LeNet's conv2: 3.457 ms against XLA's 7.161 ms (5.777
-  ms with the planes in NHWC, zero-padded and summed, as first written); train step 6,285.1 -> 7,156.6 images/s
-  with the channel-major planes against the NHWC ones. A stem's input gradient is never computed (its input is
-  the image), so stems keep XLA's speed.
-- Strided layers (ResNets' downsampling convs and projection shortcuts): XLA's forward pass and kernel gradient,
-  but the input gradient as one stride-1 convolution of the output gradient, whose s*s*C output channels are
+- Two to `MAX_COL2IM_CHANNELS` input channels, float32 (LeNet's conv2, RGB stems): XLA's forward pass, the
+  kernel gradient above, but the input gradient as one matmul and a sum of the k*k shifted tap planes (col2im),
+  where XLA's transposed convolution is slow with few output channels. LeNet's conv2: 3.457 ms against XLA's
+  7.161 ms (5.777 ms with the planes in NHWC, zero-padded and summed, as first written); train step 6,285.1 ->
+  7,156.6 images/s with the channel-major planes against the NHWC ones. A stem's input gradient is never computed
+  (its input is the image), so stems keep XLA's speed.
+- Strided layers (ResNets' downsampling convs and projection shortcuts): XLA's forward pass, the kernel gradient
+  above, but the input gradient as one stride-1 convolution of the output gradient, whose s*s*C output channels are
   the input's s*s phases (pixels whose coordinates have the same remainders mod s), interleaved back by a
   reshape (depth-to-space). XLA:CPU computes a strided conv's input gradient as a convolution of the zero-dilated
   output gradient, which is slower with few channels: ResNet-20's 32x32x16 -> 32 layer (batch 128) took 8.44-8.84
@@ -24,8 +33,8 @@ few input channels on XLA:CPU, whose convolutions are slowest there (benchmarks/
   convolution computes 16/9 as many products for a 3x3 kernel at stride 2 (`MAX_PHASE_CHANNELS`). ResNet-20's
   train step: 669.3 -> 719.7 images/s (float32, on an AVX-512 machine).
 
-Values equal the plain convolution up to float rounding (tested); dilated or grouped layers, other layouts, wider
-stride-1 layers and other backends use `lax.conv_general_dilated` unchanged.
+Values equal the plain convolution up to float rounding (tested); dilated or grouped layers, other layouts and
+other backends use `lax.conv_general_dilated` unchanged.
 """
 
 import functools
@@ -93,10 +102,42 @@ def _col2im_input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads:
     return total[:, :, top : top + lhs.shape[1], left : left + lhs.shape[2]].transpose(1, 2, 3, 0)
 
 
-def _xla_input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs: jax.Array) -> jax.Array:
-    """XLA's own input gradient (its transposed convolution), for the paths that keep it."""
-    _, input_vjp = jax.vjp(lambda a: _xla_conv(a, rhs, strides, pads), lhs)
-    return input_vjp(g)[0]
+def _canonical_input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs: jax.Array) -> jax.Array:
+    """The input gradient as XLA's autodiff builds it (the output gradient dilated by the strides, convolved
+    with the flipped kernel, its in and out channels swapped), but with that kernel transposed here, so the
+    convolution reaches XLA:CPU in the NHWC/HWIO form its fast kernels take (see `_canonical_kernel_gradient`).
+
+    Input row y receives g[h] * rhs[i] wherever s*h + i - low = y: a correlation of g, dilated by s and padded
+    by k - 1 - low below, with the flipped kernel; the padding above makes the result as tall as the input."""
+    (kh, kw), (height, width) = rhs.shape[:2], lhs.shape[1:3]
+    (top, _), (left, _) = pads
+    (sh, sw), (rows, cols) = strides, g.shape[1:3]
+    gradient_pads = (
+        (kh - 1 - top, height + top - sh * (rows - 1) - 1),
+        (kw - 1 - left, width + left - sw * (cols - 1) - 1),
+    )
+    kernel = rhs[::-1, ::-1].transpose(0, 1, 3, 2)
+    return lax.conv_general_dilated(g, kernel, (1, 1), gradient_pads, lhs_dilation=strides, dimension_numbers=_NHWC)
+
+
+def _canonical_kernel_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs: jax.Array) -> jax.Array:
+    """The kernel gradient as a convolution of the input, channels as its batch and images as its features,
+    with the output gradient as the kernel (dilated by the strides), transposed here into NHWC/HWIO.
+
+    XLA's autodiff leaves this convolution in another dimension order (f01b_i01o->01bf). At the top level
+    XLA:CPU transposes it into the standard one itself, but not inside a while loop (`lax.scan`, the whole-epoch
+    program), where it fell back to a generic loop (see the module docstring). Written out like this, it runs
+    the same kernel in both places."""
+    kh, kw = rhs.shape[:2]
+    gradient = lax.conv_general_dilated(
+        lhs.transpose(3, 1, 2, 0),  # [C, H, W, N]
+        g.transpose(1, 2, 0, 3),  # [Ho, Wo, N, O]: an HWIO kernel whose input channels are the images
+        (1, 1),
+        pads,
+        rhs_dilation=strides,
+        dimension_numbers=_NHWC,
+    )  # [C, >= kh, >= kw, O]: rows past the kernel exist where the strides leave input rows unread
+    return gradient[:, :kh, :kw].transpose(1, 2, 0, 3)
 
 
 def _phase_input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs: jax.Array) -> jax.Array:
@@ -124,9 +165,10 @@ def _phase_input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: 
     return padded[:, top : top + height, left : left + width]
 
 
-# Each rewritten path: (forward pass, input gradient); the kernel gradient is always XLA's.
+# Each path: (forward pass, input gradient); the kernel gradient is always `_canonical_kernel_gradient`.
 _PATHS = {
-    "tap_sum": (_tap_sum_forward, _xla_input_gradient),
+    "canonical": (_xla_conv, _canonical_input_gradient),
+    "tap_sum": (_tap_sum_forward, _canonical_input_gradient),
     "col2im": (_xla_conv, _col2im_input_gradient),
     "phase": (_xla_conv, _phase_input_gradient),
 }
@@ -149,9 +191,8 @@ def _rewritten_conv_bwd(
 ) -> tuple[jax.Array, jax.Array]:
     lhs, rhs = residuals
     g = g.astype(jnp.result_type(lhs, rhs))
-    _, kernel_vjp = jax.vjp(lambda b: _xla_conv(lhs, b, strides, pads), rhs)
-    (kernel_gradient,) = kernel_vjp(g)
-    return _PATHS[path][1](g, rhs, strides, pads, lhs).astype(lhs.dtype), kernel_gradient
+    input_gradient = _PATHS[path][1](g, rhs, strides, pads, lhs)
+    return input_gradient.astype(lhs.dtype), _canonical_kernel_gradient(g, rhs, strides, pads, lhs).astype(rhs.dtype)
 
 
 rewritten_conv.defvjp(_rewritten_conv_fwd, _rewritten_conv_bwd)
@@ -179,8 +220,8 @@ def cpu_path(
     """Which implementation `conv_general_dilated` takes for an undilated, one-group, default-precision 2-D conv
     in Flax's layout on the CPU backend: stride 1, 'tap_sum' or 'col2im' by input channels (see the constants
     above; 'col2im' in float32 only); strided, 'phase' (by input channels and kernel size, see above; not with a
-    negative, cropping pad, as its phase grid assumes none; `padding` None is taken as no cropping). 'xla' for
-    everything else."""
+    negative, cropping pad, as its phase grid assumes none; `padding` None is taken as no cropping); any other
+    such conv 'canonical'. 'xla' (`lax.conv_general_dilated` as it is) for everything else."""
     simple = (
         jax.default_backend() == "cpu"
         and lhs.ndim == 4
@@ -198,12 +239,12 @@ def cpu_path(
         kernel_within_stride = all(k <= s for k, s in zip(rhs.shape[:2], window_strides, strict=True))
         phase = 0 < MAX_PHASE_CHANNELS and (rhs.shape[2] <= MAX_PHASE_CHANNELS or kernel_within_stride)
         crops = padding is not None and min(map(min, _explicit_pads(lhs, rhs, window_strides, padding))) < 0
-        return "phase" if phase and not crops else "xla"
+        return "phase" if phase and not crops else "canonical"
     if rhs.shape[2] <= MAX_TAP_SUM_CHANNELS:
         return "tap_sum"
     if rhs.shape[2] <= MAX_COL2IM_CHANNELS and lhs.dtype == rhs.dtype == jnp.float32:
         return "col2im"  # float32 only: in bfloat16 the matmul made LeNet's step slower (4,435.5 -> 3,297.0 img/s)
-    return "xla"
+    return "canonical"
 
 
 def conv_general_dilated(

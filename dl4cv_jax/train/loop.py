@@ -170,8 +170,6 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
     trainer = Trainer(config, data, mesh, schedule, plateau, steps_per_epoch, train_step, eval_step, higher_is_better)
     if config.data.scan_epoch:
         trainer.epoch_program = epoch_program.make_epoch_program(step_fn, mesh)
-        if jax.default_backend() == "cpu":
-            logging.warning("data.scan_epoch on CPU: XLA:CPU runs loop bodies slowly (4-15x, benchmarks/RESULTS.md)")
     return trainer, state
 
 

@@ -30,6 +30,9 @@ def _layers(features, kernel, padding, strides=(1, 1)):
         ((2, 15, 13, 3), (7, 7), ((3, 3), (3, 3)), (2, 2), "phase"),  # ResNet-50's stem, odd sizes
         ((2, 9, 10, 4), (3, 2), "SAME", (2, 1), "phase"),  # a different stride per axis
         ((2, 11, 11, 2), (2, 2), ((0, 2), (1, 0)), (3, 3), "phase"),  # kernel smaller than the stride
+        ((2, 8, 8, 9), (3, 3), "SAME", (1, 1), "canonical"),
+        ((2, 10, 9, 36), (3, 2), ((1, 2), (0, 1)), (2, 3), "canonical"),  # wide and strided: rows left unread
+        ((2, 9, 9, 40), (3, 3), ((-1, 1), (1, 0)), (1, 2), "canonical"),  # a cropping pad
     ],
 )
 def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, padding, strides, path):
@@ -51,7 +54,7 @@ def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, pa
 
 @pytest.mark.parametrize(
     ("channels", "strides", "expected"),
-    [(1, (1, 1), "tap_sum"), (6, (1, 1), "xla"), (6, (2, 2), "phase")],  # col2im is float32 only: 'xla'
+    [(1, (1, 1), "tap_sum"), (6, (1, 1), "canonical"), (6, (2, 2), "phase")],  # col2im is float32 only
 )
 def test_bfloat16_inputs_keep_their_dtype_and_stay_close(channels, strides, expected):
     x = jax.random.normal(jax.random.key(1), (4, 10, 10, channels)).astype(jnp.bfloat16)
@@ -65,12 +68,16 @@ def test_bfloat16_inputs_keep_their_dtype_and_stay_close(channels, strides, expe
     dx_plain = jax.grad(lambda x: jnp.sum(plain.apply(params, x).astype(jnp.float32)))(x)
     assert dx_fast.dtype == dx_plain.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(dx_fast, np.float32), np.asarray(dx_plain, np.float32), atol=0.05)
+    dw_fast = jax.grad(lambda p: jnp.sum(fast.apply(p, x).astype(jnp.float32)))(params)["params"]["kernel"]
+    dw_plain = jax.grad(lambda p: jnp.sum(plain.apply(p, x).astype(jnp.float32)))(params)["params"]["kernel"]
+    assert dw_fast.dtype == dw_plain.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(dw_fast, np.float32), np.asarray(dw_plain, np.float32), rtol=0.02)
 
 
-def test_other_layers_take_xla_convolution():
+def test_each_layer_takes_its_path():
     x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
     assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D) == "col2im"  # three input channels
-    assert conv.cpu_path(jnp.ones((2, 8, 8, 9)), jnp.ones((3, 3, 9, 4)), (1, 1), conv._FLAX_2D) == "xla"
+    assert conv.cpu_path(jnp.ones((2, 8, 8, 9)), jnp.ones((3, 3, 9, 4)), (1, 1), conv._FLAX_2D) == "canonical"
     x1, w1 = jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4))
     assert conv.cpu_path(x1, w1, (2, 2), conv._FLAX_2D) == "phase"  # stride 2
     assert conv.cpu_path(x1, w1, (1, 1), conv._FLAX_2D, rhs_dilation=(2, 2)) == "xla"
@@ -79,7 +86,7 @@ def test_other_layers_take_xla_convolution():
     )
     assert conv.cpu_path(x1, w1, (2, 2), conv._FLAX_2D, lhs_dilation=(2, 2)) == "xla"
     wide = jnp.ones((2, 8, 8, 64))  # strided and wide: XLA's input gradient is faster, unless the kernel is 1x1
-    assert conv.cpu_path(wide, jnp.ones((3, 3, 64, 4)), (2, 2), conv._FLAX_2D) == "xla"
+    assert conv.cpu_path(wide, jnp.ones((3, 3, 64, 4)), (2, 2), conv._FLAX_2D) == "canonical"
     assert conv.cpu_path(wide, jnp.ones((1, 1, 64, 4)), (2, 2), conv._FLAX_2D) == "phase"
     # A strided conv's forward pass is XLA's own, so the drop-in gives exactly its answer.
     y = conv.conv_general_dilated(x1, w1, (2, 2), "SAME", dimension_numbers=conv._FLAX_2D)
@@ -102,11 +109,11 @@ def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
 def test_phase_input_gradient_can_be_turned_off_and_skips_cropping_pads(monkeypatch):
     x, w = jax.random.normal(jax.random.key(1), (2, 9, 9, 4)), jax.random.normal(jax.random.key(2), (3, 3, 4, 5))
     monkeypatch.setattr(conv, "MAX_PHASE_CHANNELS", 0)
-    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D) == "xla"
+    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D) == "canonical"
     monkeypatch.undo()
-    # A negative (cropping) pad has no phase grid: the drop-in falls back to XLA's convolution and gradient.
+    # A negative (cropping) pad has no phase grid: the drop-in falls back to XLA's input gradient, written out.
     pads = ((-1, 1), (1, 0))
-    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D, pads) == "xla"
+    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D, pads) == "canonical"
     assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D, ((1, 1), (1, 0))) == "phase"
 
     def loss(conv_fn, x, w):
@@ -116,3 +123,30 @@ def test_phase_input_gradient_can_be_turned_off_and_skips_cropping_pads(monkeypa
     expected = jax.grad(loss, argnums=(1, 2))(lax.conv_general_dilated, x, w)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _convolutions(hlo: str) -> list[str]:
+    return [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
+
+
+def test_gradients_inside_a_scan_reach_xla_cpu_in_its_standard_layout():
+    # Inside a while loop XLA:CPU leaves a convolution in the dimension order it gets; autodiff's kernel gradient
+    # (f01b_i01o->01bf) then runs as a generic loop, 50-80x slower here. The drop-in's gradients are all NHWC/HWIO.
+    x = jax.random.normal(jax.random.key(1), (3, 4, 10, 10, 12))  # 3 steps of 4 images
+    fast, plain = _layers(5, (3, 3), "SAME", (1, 1))
+    params = plain.init(jax.random.key(0), x[0])
+
+    def epoch(layer):
+        def step(carry, batch):  # the input gradient too, as a layer below this one would need it
+            p, input_grads = carry
+            grads, dx = jax.grad(lambda p, x: jnp.sum(jnp.sin(layer.apply(p, x))), argnums=(0, 1))(p, batch)
+            return (jax.tree.map(lambda a, b: a - 0.01 * b, p, grads), input_grads + dx), None
+
+        return jax.jit(lambda p, x: lax.scan(step, (p, jnp.zeros_like(x[0])), x)[0])
+
+    fast_hlo = epoch(fast).lower(params, x).compile().as_text()
+    assert conv.cpu_path(x[0], params["params"]["kernel"], (1, 1), conv._FLAX_2D) == "canonical"
+    assert _convolutions(fast_hlo) == ["b01f_01io->b01f"] * 3  # forward, input and kernel gradients
+    assert "f01b_i01o->01bf" in _convolutions(epoch(plain).lower(params, x).compile().as_text())  # the premise
+    for a, b in zip(jax.tree.leaves(epoch(fast)(params, x)), jax.tree.leaves(epoch(plain)(params, x)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # the generic loop sums in another order
