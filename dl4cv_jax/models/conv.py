@@ -46,6 +46,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from dl4cv_jax.fusion_barrier import always_true, kept_as_buffer
+from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
 
 # Input channels up to which a stride-1 conv on CPU takes the tap-sum forward pass (0 turns it off).
 MAX_TAP_SUM_CHANNELS = 1
@@ -176,23 +177,32 @@ _PATHS = {
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def rewritten_conv(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, path: str) -> jax.Array:
-    """An NHWC/HWIO convolution with explicit `strides` and `pads`, computed by `path` (a key of `_PATHS`)."""
-    return _PATHS[path][0](lhs, rhs, strides, pads)
+    """An NHWC/HWIO convolution with explicit `strides` and `pads`, computed by `path` (a key of `_PATHS`); under
+    `jax.vmap` over inputs and kernels (vmap_seeds), its value and gradients one convolution per copy."""
+    return _forward(lhs, rhs, strides, pads, path)
+
+
+def _forward(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, path: str) -> jax.Array:
+    return unrolled_under_vmap(lambda a, b: _PATHS[path][0](a, b, strides, pads))(lhs, rhs)
 
 
 def _rewritten_conv_fwd(
     lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, path: str
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _PATHS[path][0](lhs, rhs, strides, pads), (lhs, rhs)
+    return _forward(lhs, rhs, strides, pads, path), (lhs, rhs)
 
 
 def _rewritten_conv_bwd(
     strides: Strides, pads: Pads, path: str, residuals: tuple[jax.Array, jax.Array], g: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     lhs, rhs = residuals
-    g = g.astype(jnp.result_type(lhs, rhs))
-    input_gradient = _PATHS[path][1](g, rhs, strides, pads, lhs)
-    return input_gradient.astype(lhs.dtype), _canonical_kernel_gradient(g, rhs, strides, pads, lhs).astype(rhs.dtype)
+
+    def gradients(g: jax.Array, lhs: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        g = g.astype(jnp.result_type(lhs, rhs))
+        input_gradient = _PATHS[path][1](g, rhs, strides, pads, lhs).astype(lhs.dtype)
+        return input_gradient, _canonical_kernel_gradient(g, rhs, strides, pads, lhs).astype(rhs.dtype)
+
+    return unrolled_under_vmap(gradients)(g, lhs, rhs)
 
 
 rewritten_conv.defvjp(_rewritten_conv_fwd, _rewritten_conv_bwd)
