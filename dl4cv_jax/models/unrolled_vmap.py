@@ -17,8 +17,10 @@ from jax import custom_batching
 
 def unrolled_under_vmap(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn(*arrays)`, except that under `jax.vmap` with every argument batched it is called once per copy (an
-    unrolled loop in the traced program) and the results are stacked."""
+    unrolled loop in the traced program) and the results are stacked. Differentiable like `fn` (JAX's
+    `custom_vmap` alone is not, so a `custom_vjp` around it takes `fn`'s own gradient)."""
 
+    @jax.custom_vjp
     @custom_batching.custom_vmap
     def call(*arrays: jax.Array) -> Any:
         return fn(*arrays)
@@ -32,4 +34,11 @@ def unrolled_under_vmap(fn: Callable[..., Any]) -> Callable[..., Any]:
             out = jax.vmap(fn, in_axes=[0 if b else None for b in in_batched])(*arrays)
         return out, jax.tree.map(lambda _: True, out)
 
+    def forward(*arrays: jax.Array) -> tuple[Any, tuple[jax.Array, ...]]:
+        return call(*arrays), arrays
+
+    def backward(arrays: tuple[jax.Array, ...], cotangent: Any) -> tuple[jax.Array, ...]:
+        return jax.vjp(fn, *arrays)[1](cotangent)
+
+    call.defvjp(forward, backward)
     return call

@@ -54,3 +54,14 @@ def test_a_kernel_shared_by_every_copy_keeps_one_batched_convolution():
     assert _grouped(forward.lower(x).compile().as_text()) == [False]
     expected = lax.conv_general_dilated(x.reshape(-1, 8, 8, 12), w, (1, 1), "SAME", dimension_numbers=conv._FLAX_2D)
     np.testing.assert_allclose(forward(x), expected.reshape(K, 4, 8, 8, 5), rtol=1e-5, atol=1e-5)
+
+
+def test_the_drop_in_stays_twice_differentiable():
+    # A gradient penalty differentiates the gradient; custom_vmap alone has no reverse-mode rule.
+    x, w = jax.random.normal(jax.random.key(1), (2, 8, 8, 12)), jax.random.normal(jax.random.key(2), (3, 3, 12, 5))
+
+    def penalty(conv_fn, w):
+        return jnp.sum(jax.grad(lambda x: _loss(conv_fn, w, x))(x) ** 2)
+
+    got = jax.grad(penalty, argnums=1)(conv.conv_general_dilated, w)
+    np.testing.assert_allclose(got, jax.grad(penalty, argnums=1)(lax.conv_general_dilated, w), rtol=1e-4, atol=1e-4)
