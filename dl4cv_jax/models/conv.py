@@ -33,8 +33,10 @@ XLA:CPU, and three rewrites for layers with few input channels, whose convolutio
   convolution computes 16/9 as many products for a 3x3 kernel at stride 2 (`MAX_PHASE_CHANNELS`). ResNet-20's
   train step: 669.3 -> 719.7 images/s (float32, on an AVX-512 machine).
 
-Values equal the plain convolution up to float rounding (tested); dilated or grouped layers, other layouts and
-other backends use `lax.conv_general_dilated` unchanged.
+Under `jax.vmap` over both inputs and kernels (vmap_seeds), each of these convolutions and its gradients runs
+once per copy rather than as one grouped convolution (`unrolled_vmap.py`). Values equal the plain convolution up
+to float rounding (tested); dilated or grouped layers, other layouts and other backends use
+`lax.conv_general_dilated` unchanged.
 """
 
 import functools
