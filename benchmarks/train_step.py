@@ -122,6 +122,7 @@ class JaxTrainStep:
         tap_sum_channels: int | None = None,
         col2im_channels: int | None = None,
         phase_channels: int | None = None,
+        onednn: bool | None = None,
     ):
         import jax
 
@@ -153,6 +154,7 @@ class JaxTrainStep:
             "MAX_TAP_SUM_CHANNELS": tap_sum_channels,
             "MAX_COL2IM_CHANNELS": col2im_channels,
             "MAX_PHASE_CHANNELS": phase_channels,
+            "USE_ONEDNN": onednn,
         }
         limits = {k: v for k, v in limits.items() if v is not None}
         defaults = {k: getattr(conv, k) for k in limits}
@@ -161,6 +163,7 @@ class JaxTrainStep:
                 setattr(conv, k, v)
             self.tap_sum_channels, self.col2im_channels = conv.MAX_TAP_SUM_CHANNELS, conv.MAX_COL2IM_CHANNELS
             self.phase_channels = conv.MAX_PHASE_CHANNELS
+            self.onednn = conv.USE_ONEDNN and conv.onednn_conv.available()
             if limits:
                 self._step = self._step.lower(self.state, self.batch).compile()
         finally:
@@ -339,6 +342,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[None],
         help="models.conv.MAX_PHASE_CHANNELS (0 = XLA's input gradient for strided convs); as --tap-sum-channels",
     )
+    parser.add_argument(
+        "--onednn",
+        nargs="+",
+        default=[None],
+        choices=["on", "off"],
+        help="models.conv.USE_ONEDNN: float32 convs on oneDNN where available; as --tap-sum-channels",
+    )
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
@@ -350,27 +360,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"devices: {jax.devices()}")
     print("Several batch sizes or variants of one model and precision are timed interleaved (A, B, A, B, ...).")
     print(
-        "| model | precision | batch | variant | conv inputs | tap-sum / col2im / phase channels "
+        "| model | precision | batch | variant | conv inputs | tap-sum / col2im / phase channels | oneDNN "
         "| img/s (median) | min-max | steps/window x windows | first call s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         for precision in args.precisions:
             workload = WORKLOADS[name]
             batches = [b or workload.batch_size for b in args.batch_sizes]
             benches = [
-                JaxTrainStep(workload, precision, b, v, c, t, i, p)
+                JaxTrainStep(workload, precision, b, v, c, t, i, p, None if o is None else o == "on")
                 for b in batches
                 for v in args.variants
                 for c in args.conv_inputs
                 for t in args.tap_sum_channels
                 for i in args.col2im_channels
                 for p in args.phase_channels
+                for o in args.onednn
             ]
             for bench, m in zip(benches, measure_interleaved(benches, args.windows, args.window_seconds), strict=True):
                 print(
                     f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {bench.conv_inputs} | "
                     f"{bench.tap_sum_channels} / {bench.col2im_channels} / {bench.phase_channels} | "
+                    f"{'on' if bench.onednn else 'off'} | "
                     f"{m.median:.1f} | {m.spread()} | "
                     f"{m.steps_per_window} x {args.windows} | {m.first_step_s:.1f} |",
                     flush=True,

@@ -1,7 +1,14 @@
-"""The convolution every model's `nn.Conv` runs: `lax.conv_general_dilated`, with its gradients written out for
-XLA:CPU, and three rewrites for layers with few input channels, whose convolutions are slowest there
-(benchmarks/RESULTS.md, 2-core CPU):
+"""The convolution every model's `nn.Conv` runs: `lax.conv_general_dilated`, on the CPU backend oneDNN's where it
+is available, else XLA's with its gradients written out for XLA:CPU and three rewrites for layers with few input
+channels, whose convolutions are slowest there (benchmarks/RESULTS.md, 2-core CPU):
 
+- Path 'onednn', float32 and bfloat16, one device (`onednn_conv.py`): the forward pass and both gradients are
+  oneDNN's, the library PyTorch's CPU convolutions run on, called as XLA custom calls. One layer (128x32x32x16,
+  3x3): forward 2.12 against XLA's 3.35 ms, input gradient 2.09 against 3.43, kernel gradient 1.55 against 7.55;
+  ResNet-20's float32 step 543.0 -> 845.7 images/s, bfloat16 647.5 -> 1227.0. A one-channel layer keeps the tap
+  sum's forward pass below ('tap_sum_onednn': LeNet's step was 22,433.9 images/s with oneDNN's, 30,421.4 with
+  the tap sum's). Where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`, float16, several devices) the
+  paths below run.
 - Every plain 2-D conv on CPU (path 'canonical', and the kernel gradient of the three rewrites below): the input
   and kernel gradients are the convolutions XLA's autodiff builds, with their operands transposed here into the
   NHWC/HWIO form of XLA:CPU's fast convolution kernels. Autodiff leaves the kernel gradient in another dimension
@@ -48,6 +55,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from dl4cv_jax.fusion_barrier import always_true, kept_as_buffer
+from dl4cv_jax.models import onednn_conv
 from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
 
 # Input channels up to which a stride-1 conv on CPU takes the tap-sum forward pass (0 turns it off).
@@ -57,6 +65,8 @@ MAX_COL2IM_CHANNELS = 8
 # Up to this many input channels, a strided conv's input gradient is the phase convolution (0 turns it off);
 # kernels no larger than their stride (1x1 shortcuts) take it at any width.
 MAX_PHASE_CHANNELS = 32
+# Whether float32 and bfloat16 convs on CPU run on oneDNN where it is available (`onednn_conv.available()`).
+USE_ONEDNN = True
 # The layout Flax's nn.Conv asks for with 2-D kernels: NHWC inputs and outputs, HWIO kernels.
 _FLAX_2D = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -168,12 +178,14 @@ def _phase_input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: 
     return padded[:, top : top + height, left : left + width]
 
 
-# Each path: (forward pass, input gradient); the kernel gradient is always `_canonical_kernel_gradient`.
+# Each path: (forward pass, input gradient, kernel gradient).
 _PATHS = {
-    "canonical": (_xla_conv, _canonical_input_gradient),
-    "tap_sum": (_tap_sum_forward, _canonical_input_gradient),
-    "col2im": (_xla_conv, _col2im_input_gradient),
-    "phase": (_xla_conv, _phase_input_gradient),
+    "canonical": (_xla_conv, _canonical_input_gradient, _canonical_kernel_gradient),
+    "tap_sum": (_tap_sum_forward, _canonical_input_gradient, _canonical_kernel_gradient),
+    "col2im": (_xla_conv, _col2im_input_gradient, _canonical_kernel_gradient),
+    "phase": (_xla_conv, _phase_input_gradient, _canonical_kernel_gradient),
+    "onednn": (onednn_conv.forward, onednn_conv.input_gradient, onednn_conv.kernel_gradient),
+    "tap_sum_onednn": (_tap_sum_forward, onednn_conv.input_gradient, onednn_conv.kernel_gradient),
 }
 
 
@@ -201,8 +213,11 @@ def _rewritten_conv_bwd(
 
     def gradients(g: jax.Array, lhs: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
         g = g.astype(jnp.result_type(lhs, rhs))
-        input_gradient = _PATHS[path][1](g, rhs, strides, pads, lhs).astype(lhs.dtype)
-        return input_gradient, _canonical_kernel_gradient(g, rhs, strides, pads, lhs).astype(rhs.dtype)
+        _, input_gradient, kernel_gradient = _PATHS[path]
+        return (
+            input_gradient(g, rhs, strides, pads, lhs).astype(lhs.dtype),
+            kernel_gradient(g, rhs, strides, pads, lhs).astype(rhs.dtype),
+        )
 
     return unrolled_under_vmap(gradients)(g, lhs, rhs)
 
@@ -247,14 +262,20 @@ def cpu_path(
     )
     if not simple:
         return "xla"
+    crops = padding is not None and min(map(min, _explicit_pads(lhs, rhs, window_strides, padding))) < 0
+    float32 = lhs.dtype == rhs.dtype == jnp.float32
+    onednn_types = lhs.dtype == rhs.dtype and lhs.dtype in (jnp.float32, jnp.bfloat16)
+    if USE_ONEDNN and onednn_types and not crops and onednn_conv.available():
+        # The tap sum's forward pass stays: with oneDNN's, LeNet's step was slower (22,433.9 against 30,421.4
+        # img/s, interleaved), though oneDNN's alone is faster (0.16 against 0.30 ms for LeNet's conv1).
+        return "tap_sum_onednn" if _all_ones(window_strides) and rhs.shape[2] <= MAX_TAP_SUM_CHANNELS else "onednn"
     if not _all_ones(window_strides):
         kernel_within_stride = all(k <= s for k, s in zip(rhs.shape[:2], window_strides, strict=True))
         phase = 0 < MAX_PHASE_CHANNELS and (rhs.shape[2] <= MAX_PHASE_CHANNELS or kernel_within_stride)
-        crops = padding is not None and min(map(min, _explicit_pads(lhs, rhs, window_strides, padding))) < 0
         return "phase" if phase and not crops else "canonical"
     if rhs.shape[2] <= MAX_TAP_SUM_CHANNELS:
         return "tap_sum"
-    if rhs.shape[2] <= MAX_COL2IM_CHANNELS and lhs.dtype == rhs.dtype == jnp.float32:
+    if rhs.shape[2] <= MAX_COL2IM_CHANNELS and float32:
         return "col2im"  # float32 only: in bfloat16 the matmul made LeNet's step slower (4,435.5 -> 3,297.0 img/s)
     return "canonical"
 

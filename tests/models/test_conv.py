@@ -1,4 +1,7 @@
-"""`models.conv.conv_general_dilated`: its CPU paths equal XLA's convolution in values and gradients."""
+"""`models.conv.conv_general_dilated`: its XLA:CPU paths equal XLA's convolution in values and gradients.
+
+These are the paths where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`) and in bfloat16, so every test
+here runs with `conv.USE_ONEDNN` off; tests/models/test_onednn_conv.py covers the oneDNN paths."""
 
 import flax.linen as nn
 import jax
@@ -9,6 +12,11 @@ from jax import lax
 
 from dl4cv_jax.models import conv, create_model
 from tests.conftest import tiny_digits_config
+
+
+@pytest.fixture(autouse=True)
+def _xla_paths(monkeypatch):
+    monkeypatch.setattr(conv, "USE_ONEDNN", False)
 
 
 def _layers(features, kernel, padding, strides=(1, 1)):
@@ -108,9 +116,10 @@ def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
 
 def test_phase_input_gradient_can_be_turned_off_and_skips_cropping_pads(monkeypatch):
     x, w = jax.random.normal(jax.random.key(1), (2, 9, 9, 4)), jax.random.normal(jax.random.key(2), (3, 3, 4, 5))
+    default = conv.MAX_PHASE_CHANNELS
     monkeypatch.setattr(conv, "MAX_PHASE_CHANNELS", 0)
     assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D) == "canonical"
-    monkeypatch.undo()
+    monkeypatch.setattr(conv, "MAX_PHASE_CHANNELS", default)
     # A negative (cropping) pad has no phase grid: the drop-in falls back to XLA's input gradient, written out.
     pads = ((-1, 1), (1, 0))
     assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D, pads) == "canonical"

@@ -1,8 +1,12 @@
-"""`models.unrolled_vmap` and the conv drop-in under `jax.vmap`: one convolution per copy, the same values."""
+"""`models.unrolled_vmap` and the conv drop-in under `jax.vmap`: one convolution per copy, the same values.
+
+The compiled-HLO checks look at XLA's convolutions, so they run with `conv.USE_ONEDNN` off (oneDNN's are custom
+calls, one per copy: tests/models/test_onednn_conv.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax import lax
 
 from dl4cv_jax.models import conv
@@ -13,6 +17,11 @@ K = 3
 
 def _loss(conv_fn, w, x):
     return jnp.sum(jnp.sin(conv_fn(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=conv._FLAX_2D)))
+
+
+@pytest.fixture
+def xla_paths(monkeypatch):
+    monkeypatch.setattr(conv, "USE_ONEDNN", False)
 
 
 def _grouped(hlo: str) -> list[bool]:
@@ -33,7 +42,7 @@ def test_a_function_runs_once_per_copy_when_every_argument_is_batched():
     np.testing.assert_allclose(shared(a, b[0])[0], jnp.einsum("kij,jl->kil", a, b[0]), rtol=1e-5)
 
 
-def test_vmapped_models_run_ungrouped_convolutions_with_the_values_of_separate_ones():
+def test_vmapped_models_run_ungrouped_convolutions_with_the_values_of_separate_ones(xla_paths):
     x = jax.random.normal(jax.random.key(1), (K, 4, 8, 8, 12))  # K copies: own batches, own kernels (vmap_seeds)
     w = jax.random.normal(jax.random.key(2), (K, 3, 3, 12, 5))
     grads = jax.jit(jax.vmap(jax.grad(lambda w, x: _loss(conv.conv_general_dilated, w, x), argnums=(0, 1))))
@@ -46,7 +55,7 @@ def test_vmapped_models_run_ungrouped_convolutions_with_the_values_of_separate_o
         np.testing.assert_allclose(got, jnp.stack(expected), rtol=1e-5, atol=1e-5)
 
 
-def test_a_kernel_shared_by_every_copy_keeps_one_batched_convolution():
+def test_a_kernel_shared_by_every_copy_keeps_one_batched_convolution(xla_paths):
     x, w = jax.random.normal(jax.random.key(1), (K, 4, 8, 8, 12)), jax.random.normal(jax.random.key(2), (3, 3, 12, 5))
     forward = jax.jit(
         jax.vmap(lambda x: conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=conv._FLAX_2D))
@@ -56,8 +65,10 @@ def test_a_kernel_shared_by_every_copy_keeps_one_batched_convolution():
     np.testing.assert_allclose(forward(x), expected.reshape(K, 4, 8, 8, 5), rtol=1e-5, atol=1e-5)
 
 
-def test_the_drop_in_stays_twice_differentiable():
-    # A gradient penalty differentiates the gradient; custom_vmap alone has no reverse-mode rule.
+@pytest.mark.parametrize("use_onednn", [False, True])
+def test_the_drop_in_stays_twice_differentiable(use_onednn, monkeypatch):
+    # A gradient penalty differentiates the gradient; custom_vmap alone has no reverse-mode rule, nor an FFI call.
+    monkeypatch.setattr(conv, "USE_ONEDNN", use_onednn)
     x, w = jax.random.normal(jax.random.key(1), (2, 8, 8, 12)), jax.random.normal(jax.random.key(2), (3, 3, 12, 5))
 
     def penalty(conv_fn, w):

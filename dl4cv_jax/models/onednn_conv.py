@@ -1,0 +1,181 @@
+"""oneDNN's convolutions (the library PyTorch's CPU convolutions run on) inside jitted JAX programs on the CPU.
+
+Why: XLA:CPU 0.10's convolutions are what kept ResNet-20's CPU train step below PyTorch's (benchmarks/RESULTS.md):
+its kernel gradients are 4-6x slower than oneDNN's on the same layer, its forward passes and input gradients
+1.5-2.5x, and no XLA flag in this jaxlib routes convolutions to oneDNN. `onednn_conv.cc` beside this file calls
+oneDNN's forward, backward-data and backward-weights primitives as XLA custom calls (the XLA FFI), in Flax's
+layouts (NHWC activations, HWIO kernels), in float32 or bfloat16 (oneDNN's bf16 kernels use AVX-512 BF16 where
+the processor has it; XLA:CPU 0.10's bf16 convolutions do not).
+
+The bridge is compiled on first use with the C++ compiler (`$CXX`, else g++) against the oneDNN wheel
+(`onednn-cpu-gomp`, a dependency) and jaxlib's FFI headers, and cached under ~/.cache/dl4cv_jax keyed by the
+source and versions, so a fresh clone builds it once (about 3 s). Where that cannot be done (no compiler, no
+wheel, another platform) `available()` says why in one warning and the models keep XLA's convolutions.
+`DL4CV_ONEDNN=0` turns it off.
+"""
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+
+SWITCH = "DL4CV_ONEDNN"
+SOURCE = Path(__file__).with_name("onednn_conv.cc")
+_WHEEL, _HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
+# XLA custom-call target name -> symbol in the compiled library.
+_TARGETS = {
+    "dl4cv_onednn_conv_forward": "Dl4cvOnednnConvForward",
+    "dl4cv_onednn_conv_input_gradient": "Dl4cvOnednnConvInputGradient",
+    "dl4cv_onednn_conv_kernel_gradient": "Dl4cvOnednnConvKernelGradient",
+}
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+Strides = tuple[int, int]
+
+
+class BuildError(RuntimeError):
+    """The bridge could not be compiled or loaded; the message says which part was missing."""
+
+
+def _installed_file(distribution: str, suffix: str) -> Path:
+    """The absolute path of the first file of an installed `distribution` whose path ends with `suffix`."""
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise BuildError(f"the Python package {distribution!r} is not installed (pip install {distribution})") from None
+    for file in files:
+        if str(file).endswith(suffix):
+            return Path(file.locate()).resolve()
+    raise BuildError(f"the package {distribution!r} has no file ending in {suffix!r}")
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dl4cv_jax"
+
+
+def build_library() -> Path:
+    """Compiles `onednn_conv.cc` (once per source, compiler and versions; cached) and returns the library's path."""
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        raise BuildError(f"no C++ compiler: {os.environ.get('CXX', 'g++')!r} is not on PATH (set $CXX)")
+    library_dir = _installed_file(_WHEEL, "/libdnnl.so").parent
+    include_dir = _installed_file(_HEADERS, "/oneapi/dnnl/dnnl.hpp").parents[2]
+    versions = [importlib.metadata.version(name) for name in ("jaxlib", _WHEEL, _HEADERS)]
+    digest = hashlib.sha256(SOURCE.read_bytes() + repr((compiler, versions, sys.platform)).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"onednn_conv-{digest}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        command = [
+            compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
+            f"-I{jax.ffi.include_dir()}", f"-I{include_dir}", str(SOURCE),
+            f"-L{library_dir}", "-ldnnl", f"-Wl,-rpath,{library_dir}", "-o", str(built),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            first_error = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr[-300:])
+            raise BuildError(f"compiling {SOURCE.name} failed: {first_error.strip()}")
+        os.replace(built, target)  # atomic: two processes building at once both end with a whole library
+    return target
+
+
+@functools.cache
+def available() -> bool:
+    """Whether oneDNN's convolutions can run here: the CPU backend on one device, not switched off, and the
+    bridge built and registered. Warns once, naming the reason, when it could have been used but failed."""
+    if os.environ.get(SWITCH, "1") == "0" or jax.default_backend() != "cpu" or jax.device_count() != 1:
+        return False  # several devices: a custom call has no sharding rule, so XLA's convolutions stay
+    try:
+        library = ctypes.cdll.LoadLibrary(str(build_library()))
+    except (BuildError, OSError, subprocess.TimeoutExpired) as error:
+        warnings.warn(f"oneDNN convolutions unavailable, using XLA's ({SWITCH}=0 silences this): {error}", stacklevel=2)
+        return False
+    for target, symbol in _TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    return True
+
+
+def _call(
+    target: str, result_shape: tuple[int, ...], first: jax.Array, second: jax.Array, strides: Strides, pads: Pads
+):
+    if not available():  # also registers the custom calls on first use
+        raise RuntimeError(f"oneDNN convolutions are not available here ({SWITCH}, backend, devices or build)")
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(result_shape, first.dtype), vmap_method="sequential")
+    padding = np.array([p for pair in pads for p in pair], np.int64)  # top, bottom, left, right
+    return call(first, second, strides=np.array(strides, np.int64), padding=padding)
+
+
+def _output_shape(lhs_shape: tuple[int, ...], rhs_shape: tuple[int, ...], strides: Strides, pads: Pads):
+    (kh, kw), (top, bottom), (left, right) = rhs_shape[:2], *pads
+    rows = (lhs_shape[1] + top + bottom - kh) // strides[0] + 1
+    cols = (lhs_shape[2] + left + right - kw) // strides[1] + 1
+    return (lhs_shape[0], rows, cols, rhs_shape[3])
+
+
+# The three are linear in each operand and each one's gradient is made of the other two, so every order of
+# differentiation (a gradient penalty, a Hessian-vector product) stays on oneDNN.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _forward(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads) -> jax.Array:
+    shape = _output_shape(lhs.shape, rhs.shape, strides, pads)
+    return _call("dl4cv_onednn_conv_forward", shape, lhs, rhs, strides, pads)
+
+
+def _forward_bwd(strides: Strides, pads: Pads, operands: tuple[jax.Array, jax.Array], cotangent: jax.Array):
+    lhs, rhs = operands
+    return (
+        _input_gradient(cotangent, rhs, strides, pads, lhs.shape),
+        _kernel_gradient(lhs, cotangent, strides, pads, rhs.shape),
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs_shape: tuple[int, ...]):
+    return _call("dl4cv_onednn_conv_input_gradient", lhs_shape, g, rhs, strides, pads)
+
+
+def _input_gradient_bwd(strides: Strides, pads: Pads, lhs_shape, operands, cotangent: jax.Array):
+    g, rhs = operands  # <input_gradient(g, rhs), c> = <g, conv(c, rhs)>
+    return _forward(cotangent, rhs, strides, pads), _kernel_gradient(cotangent, g, strides, pads, rhs.shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _kernel_gradient(lhs: jax.Array, g: jax.Array, strides: Strides, pads: Pads, rhs_shape: tuple[int, ...]):
+    return _call("dl4cv_onednn_conv_kernel_gradient", rhs_shape, lhs, g, strides, pads)
+
+
+def _kernel_gradient_bwd(strides: Strides, pads: Pads, rhs_shape, operands, cotangent: jax.Array):
+    lhs, g = operands  # <kernel_gradient(lhs, g), c> = <g, conv(lhs, c)>
+    return _input_gradient(g, cotangent, strides, pads, lhs.shape), _forward(lhs, cotangent, strides, pads)
+
+
+_forward.defvjp(lambda lhs, rhs, strides, pads: (_forward(lhs, rhs, strides, pads), (lhs, rhs)), _forward_bwd)
+_input_gradient.defvjp(lambda g, rhs, *static: (_input_gradient(g, rhs, *static), (g, rhs)), _input_gradient_bwd)
+_kernel_gradient.defvjp(lambda lhs, g, *static: (_kernel_gradient(lhs, g, *static), (lhs, g)), _kernel_gradient_bwd)
+
+
+def forward(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads) -> jax.Array:
+    """The convolution of NHWC `lhs` with HWIO `rhs` (both float32 or both bfloat16), like
+    `lax.conv_general_dilated` (which accumulates bfloat16 in float32 too)."""
+    return _forward(lhs, rhs, strides, pads)
+
+
+def input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs: jax.Array) -> jax.Array:
+    """The gradient with respect to the input `lhs` (only its shape is read), given the output gradient `g`."""
+    return _input_gradient(g, rhs, strides, pads, lhs.shape)
+
+
+def kernel_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs: jax.Array) -> jax.Array:
+    """The gradient with respect to the kernel `rhs` (only its shape is read), given the output gradient `g`."""
+    return _kernel_gradient(lhs, g, strides, pads, rhs.shape)

@@ -1,0 +1,179 @@
+"""`models.onednn_conv`: oneDNN's convolutions as XLA custom calls equal XLA's convolution and its gradients."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from dl4cv_jax.models import conv, create_model, onednn_conv
+from tests.conftest import tiny_digits_config
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def test_the_bridge_builds_and_registers_on_this_cpu():
+    # A dependency (the oneDNN wheel) and g++ are all it needs: on a CPU install it must be there, not skipped.
+    assert onednn_conv.available()
+    assert onednn_conv.build_library().is_file()
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "strides", "pads"),
+    [
+        ((4, 10, 10, 16), (3, 3), (1, 1), ((1, 1), (1, 1))),  # ResNet-20's 3x3 layers
+        ((3, 9, 8, 3), (3, 3), (1, 1), ((1, 1), (1, 1))),  # an RGB stem, non-square
+        ((2, 14, 14, 6), (5, 5), (1, 1), ((0, 0), (0, 0))),  # LeNet's conv2
+        ((2, 8, 8, 5), (3, 3), (2, 2), ((0, 1), (0, 1))),  # 'SAME' at stride 2: an asymmetric pad
+        ((2, 9, 9, 4), (3, 3), (2, 2), ((1, 1), (1, 1))),  # strided, odd size
+        ((2, 8, 8, 4), (1, 1), (2, 2), ((0, 0), (0, 0))),  # projection shortcut
+        ((2, 9, 10, 4), (3, 2), (2, 1), ((1, 1), (0, 1))),  # a different stride and kernel size per axis
+        ((2, 11, 11, 2), (2, 2), (3, 3), ((0, 2), (1, 0))),  # kernel smaller than the stride
+        ((1, 15, 13, 3), (7, 7), (2, 2), ((3, 3), (3, 3))),  # ResNet-50's stem, one image
+    ],
+)
+def test_value_and_both_gradients_equal_xla_convolution(shape, kernel, strides, pads):
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(keys[0], shape)
+    w = jax.random.normal(keys[1], (*kernel, shape[3], 7)) * 0.3
+    y, vjp = jax.vjp(lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC), x, w)
+    g = jax.random.normal(keys[2], y.shape)
+    dx, dw = vjp(g)
+    np.testing.assert_allclose(jax.jit(onednn_conv.forward, static_argnums=(2, 3))(x, w, strides, pads), y, 1e-5, 1e-5)
+    got_dx = jax.jit(onednn_conv.input_gradient, static_argnums=(2, 3))(g, w, strides, pads, x)
+    got_dw = jax.jit(onednn_conv.kernel_gradient, static_argnums=(2, 3))(g, w, strides, pads, x)
+    np.testing.assert_allclose(got_dx, dx, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_dw, dw, rtol=1e-4, atol=1e-4)
+
+
+def test_float32_and_bfloat16_layers_take_onednn_and_other_ones_keep_xla():
+    x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 4))
+    assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D) == "onednn"
+    assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D) == "onednn"
+    assert conv.cpu_path(jnp.ones((2, 8, 8, 1)), jnp.ones((5, 5, 1, 4)), (1, 1), conv._FLAX_2D) == "tap_sum_onednn"
+    assert conv.cpu_path(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), (1, 1), conv._FLAX_2D) == "onednn"
+    assert conv.cpu_path(x.astype(jnp.bfloat16), w, (1, 1), conv._FLAX_2D) == "canonical"  # mixed types
+    assert conv.cpu_path(x.astype(jnp.float16), w.astype(jnp.float16), (1, 1), conv._FLAX_2D) == "canonical"
+    assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D, ((-1, 1), (1, 1))) == "canonical"  # cropping: XLA's
+    assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D, rhs_dilation=(2, 2)) == "xla"
+
+
+def _custom_calls(compiled_hlo: str) -> list[str]:
+    return [
+        line.split('custom_call_target="')[1].split('"')[0]
+        for line in compiled_hlo.splitlines()
+        if "custom_call_target=" in line
+    ]
+
+
+@pytest.mark.parametrize("model_name", ["lenet", "cnn"])
+def test_a_models_train_gradient_runs_on_onednn_and_matches_xla(model_name, monkeypatch):
+    model = create_model(tiny_digits_config(model__name=model_name).model, 10)
+    x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1) if model_name == "lenet" else (4, 8, 8, 1))
+    labels = jnp.arange(4) % 10
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def loss(params):
+        logits, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels])
+
+    step = jax.jit(jax.value_and_grad(loss))
+    calls = _custom_calls(step.lower(variables["params"]).compile().as_text())
+    assert any(c.startswith("dl4cv_onednn_conv_kernel_gradient") for c in calls), calls
+    value, grads = step(variables["params"])
+    monkeypatch.setattr(conv, "USE_ONEDNN", False)  # read while tracing: a new function traces anew
+    ref_value, ref_grads = jax.jit(jax.value_and_grad(loss))(variables["params"])
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _loss(conv_fn, x, w):
+    return jnp.sum(jnp.sin(conv_fn(x, w, (1, 1), "SAME", dimension_numbers=conv._FLAX_2D)))
+
+
+def test_gradients_are_bit_identical_from_run_to_run():
+    x, w = jax.random.normal(jax.random.key(1), (8, 16, 16, 16)), jax.random.normal(jax.random.key(2), (3, 3, 16, 8))
+    grad = jax.jit(jax.grad(_loss, argnums=(1, 2)), static_argnums=0)
+    first = grad(conv.conv_general_dilated, x, w)
+    for _ in range(3):
+        for a, b in zip(first, grad(conv.conv_general_dilated, x, w), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_vmapped_kernels_and_a_scan_give_the_separate_convolutions_answers():
+    xs = jax.random.normal(jax.random.key(1), (3, 2, 8, 8, 4))  # 3 copies (vmap) or 3 steps (scan)
+    ws = jax.random.normal(jax.random.key(2), (3, 3, 3, 4, 5))
+    grad = jax.grad(_loss, argnums=(1, 2))
+    expected = [jax.grad(_loss, argnums=(1, 2))(lax.conv_general_dilated, x, w) for x, w in zip(xs, ws, strict=True)]
+    vmapped = jax.jit(jax.vmap(lambda x, w: grad(conv.conv_general_dilated, x, w)))(xs, ws)
+    scanned = jax.jit(lambda xs, ws: lax.scan(lambda c, xw: (c, grad(conv.conv_general_dilated, *xw)), 0, (xs, ws)))
+    for got in (vmapped, scanned(xs, ws)[1]):
+        for i, (dx, dw) in enumerate(expected):
+            np.testing.assert_allclose(got[0][i], dx, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(got[1][i], dw, rtol=1e-4, atol=1e-4)
+
+
+def test_a_missing_compiler_is_named_in_one_warning_and_xla_is_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "no-such-compiler++")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no library cached there
+    with pytest.raises(onednn_conv.BuildError, match="no-such-compiler"):
+        onednn_conv.build_library()
+    code = "import warnings; from dl4cv_jax.models import onednn_conv as o; print(o.available())"
+    env = dict(os.environ, CXX="no-such-compiler++", XDG_CACHE_HOME=str(tmp_path), DL4CV_ONEDNN="1")
+    result = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+    warning = [line for line in result.stderr.splitlines() if "oneDNN convolutions unavailable" in line]
+    assert len(warning) == 1 and "no-such-compiler++" in warning[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monkeypatch.setenv(onednn_conv.SWITCH, "0")
+        assert onednn_conv.available.__wrapped__() is False  # switched off: silently
+
+
+def test_the_library_is_built_once_and_then_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = onednn_conv.build_library()
+    built_at = first.stat().st_mtime_ns
+    assert onednn_conv.build_library() == first and first.stat().st_mtime_ns == built_at
+    assert first.parent == tmp_path / "dl4cv_jax"
+
+
+def test_bfloat16_convolutions_round_like_xlas():
+    # Both accumulate in float32 and round the result to bfloat16: compared with float32 on the same
+    # (bf16-rounded) inputs, oneDNN's error is bf16 rounding, as large as XLA's own bf16 convolution's.
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(keys[0], (4, 10, 10, 16)).astype(jnp.bfloat16)
+    w = (jax.random.normal(keys[1], (3, 3, 16, 8)) * 0.3).astype(jnp.bfloat16)
+    g = jax.random.normal(keys[2], (4, 5, 5, 8)).astype(jnp.bfloat16)
+    strides, pads = (2, 2), ((1, 1), (1, 1))
+
+    def xla(x, w):
+        return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
+
+    exact_y, vjp = jax.vjp(xla, x.astype(jnp.float32), w.astype(jnp.float32))
+    exact_dx, exact_dw = vjp(g.astype(jnp.float32))
+    bf16_y, bf16_vjp = jax.vjp(xla, x, w)
+    for got, xla_bf16, exact in [
+        (onednn_conv.forward(x, w, strides, pads), bf16_y, exact_y),
+        (onednn_conv.input_gradient(g, w, strides, pads, x), bf16_vjp(g)[0], exact_dx),
+        (onednn_conv.kernel_gradient(g, w, strides, pads, x), bf16_vjp(g)[1], exact_dw),
+    ]:
+        assert got.dtype == jnp.bfloat16
+        error = float(jnp.max(jnp.abs(got.astype(jnp.float32) - exact)))
+        xla_error = float(jnp.max(jnp.abs(xla_bf16.astype(jnp.float32) - exact)))
+        assert error <= 2 * xla_error + 1e-6 and error <= 2**-7 * float(jnp.max(jnp.abs(exact)))
+
+
+def test_a_flax_layer_on_onednn_has_the_plain_layers_output():
+    layer = nn.Conv(6, (3, 3), (2, 2), padding="SAME", conv_general_dilated=conv.conv_general_dilated)
+    x = jax.random.normal(jax.random.key(1), (2, 9, 9, 5))
+    params = nn.Conv(6, (3, 3), (2, 2), padding="SAME").init(jax.random.key(0), x)
+    expected = nn.Conv(6, (3, 3), (2, 2), padding="SAME").apply(params, x)
+    np.testing.assert_allclose(layer.apply(params, x), expected, rtol=1e-5, atol=1e-5)
