@@ -7,8 +7,9 @@ channels, whose convolutions are slowest there (benchmarks/RESULTS.md, 2-core CP
   3x3): forward 2.12 against XLA's 3.35 ms, input gradient 2.09 against 3.43, kernel gradient 1.55 against 7.55;
   ResNet-20's float32 step 543.0 -> 845.7 images/s, bfloat16 647.5 -> 1227.0. A one-channel layer keeps the tap
   sum's forward pass below ('tap_sum_onednn': LeNet's step was 22,433.9 images/s with oneDNN's, 30,421.4 with
-  the tap sum's). Where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`, float16, several devices) the
-  paths below run.
+  the tap sum's). Convs under `MIN_ONEDNN_MACS` multiply-adds (a ResNet-20 layer at batch 1) keep XLA's,
+  as do layers where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`, float16, several devices): the
+  paths below.
 - Every plain 2-D conv on CPU (path 'canonical', and the kernel gradient of the three rewrites below): the input
   and kernel gradients are the convolutions XLA's autodiff builds, with their operands transposed here into the
   NHWC/HWIO form of XLA:CPU's fast convolution kernels. Autodiff leaves the kernel gradient in another dimension
@@ -47,6 +48,7 @@ to float rounding (tested); dilated or grouped layers, other layouts and other b
 """
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,8 +67,14 @@ MAX_COL2IM_CHANNELS = 8
 # Up to this many input channels, a strided conv's input gradient is the phase convolution (0 turns it off);
 # kernels no larger than their stride (1x1 shortcuts) take it at any width.
 MAX_PHASE_CHANNELS = 32
-# Whether float32 and bfloat16 convs on CPU run on oneDNN where it is available (`onednn_conv.available()`).
+# Whether float32 and bfloat16 convs on CPU run on oneDNN where it is available (`onednn_conv.available()`) ...
 USE_ONEDNN = True
+# ... for convs of at least this many multiply-adds (batch x height x width x in x out channels x kernel taps /
+# strides). Smaller ones keep XLA's: a oneDNN call costs more than XLA's convolution there. ResNet-20's batch-1
+# latency: 1.09-1.17 ms with every conv on oneDNN, 0.62-0.67 ms with inputs under 2,048 or 8,192 pixels on XLA
+# (batch 8 and 128 throughput the same either way); but ResNet-18's (64-512 channels) 6.62 ms on oneDNN, 9.07
+# on XLA, 10.13 under 4,096 pixels: so the size counts channels too. A ResNet-20 layer at batch 1 is 2.4M.
+MIN_ONEDNN_MACS = 2**23
 # The layout Flax's nn.Conv asks for with 2-D kernels: NHWC inputs and outputs, HWIO kernels.
 _FLAX_2D = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -265,7 +273,9 @@ def cpu_path(
     crops = padding is not None and min(map(min, _explicit_pads(lhs, rhs, window_strides, padding))) < 0
     float32 = lhs.dtype == rhs.dtype == jnp.float32
     onednn_types = lhs.dtype == rhs.dtype and lhs.dtype in (jnp.float32, jnp.bfloat16)
-    if USE_ONEDNN and onednn_types and not crops and onednn_conv.available():
+    (kh, kw, _, out_features), strides_product = rhs.shape, math.prod(window_strides)
+    small = math.prod(lhs.shape) * kh * kw * out_features < MIN_ONEDNN_MACS * strides_product
+    if USE_ONEDNN and onednn_types and not crops and not small and onednn_conv.available():
         # The tap sum's forward pass stays: with oneDNN's, LeNet's step was slower (22,433.9 against 30,421.4
         # img/s, interleaved), though oneDNN's alone is faster (0.16 against 0.30 ms for LeNet's conv1).
         return "tap_sum_onednn" if _all_ones(window_strides) and rhs.shape[2] <= MAX_TAP_SUM_CHANNELS else "onednn"

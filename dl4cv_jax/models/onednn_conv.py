@@ -19,6 +19,7 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -93,10 +94,12 @@ def build_library() -> Path:
 
 @functools.cache
 def available() -> bool:
-    """Whether oneDNN's convolutions can run here: the CPU backend on one device, not switched off, and the
-    bridge built and registered. Warns once, naming the reason, when it could have been used but failed."""
+    """Whether oneDNN's convolutions can run here: the CPU backend on one device, Linux x86-64, not switched off,
+    and the bridge built and registered. Warns once, naming the reason, when it could have been used but failed."""
     if os.environ.get(SWITCH, "1") == "0" or jax.default_backend() != "cpu" or jax.device_count() != 1:
         return False  # several devices: a custom call has no sharding rule, so XLA's convolutions stay
+    if (sys.platform, platform.machine()) != ("linux", "x86_64"):
+        return False  # the oneDNN wheels (pyproject.toml) exist for Linux x86-64 only
     try:
         library = ctypes.cdll.LoadLibrary(str(build_library()))
     except (BuildError, OSError, subprocess.TimeoutExpired) as error:

@@ -1,6 +1,7 @@
 """`models.onednn_conv`: oneDNN's convolutions as XLA custom calls equal XLA's convolution and its gradients."""
 
 import os
+import platform
 import subprocess
 import sys
 import warnings
@@ -16,6 +17,14 @@ from dl4cv_jax.models import conv, create_model, onednn_conv
 from tests.conftest import tiny_digits_config
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+pytestmark = pytest.mark.skipif(
+    (sys.platform, platform.machine()) != ("linux", "x86_64"), reason="the oneDNN wheels are for Linux x86-64 only"
+)
+
+
+@pytest.fixture(autouse=True)
+def _onednn_at_any_size(monkeypatch):
+    monkeypatch.setattr(conv, "MIN_ONEDNN_MACS", 0)  # these tests' convs are small
 
 
 def test_the_bridge_builds_and_registers_on_this_cpu():
@@ -62,6 +71,16 @@ def test_float32_and_bfloat16_layers_take_onednn_and_other_ones_keep_xla():
     assert conv.cpu_path(x.astype(jnp.float16), w.astype(jnp.float16), (1, 1), conv._FLAX_2D) == "canonical"
     assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D, ((-1, 1), (1, 1))) == "canonical"  # cropping: XLA's
     assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D, rhs_dilation=(2, 2)) == "xla"
+
+
+def test_small_convs_keep_xla_where_a_onednn_call_costs_more(monkeypatch):
+    monkeypatch.setattr(conv, "MIN_ONEDNN_MACS", 2**23)
+    image = jnp.ones((1, 32, 32, 16))
+    assert conv.cpu_path(image, jnp.ones((3, 3, 16, 16)), (1, 1), conv._FLAX_2D) == "canonical"  # 2.4M: ResNet-20
+    assert conv.cpu_path(jnp.ones((4, 32, 32, 16)), jnp.ones((3, 3, 16, 16)), (1, 1), conv._FLAX_2D) == "onednn"
+    wide = jnp.ones((1, 32, 32, 64))
+    assert conv.cpu_path(wide, jnp.ones((3, 3, 64, 64)), (1, 1), conv._FLAX_2D) == "onednn"  # 37.7M: ResNet-18
+    assert conv.cpu_path(wide, jnp.ones((3, 3, 64, 64)), (8, 8), conv._FLAX_2D) == "phase"  # a 64th of the taps
 
 
 def _custom_calls(compiled_hlo: str) -> list[str]:
