@@ -24,11 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
+from absl import logging
 
 SWITCH = "DL4CV_ONEDNN"
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
@@ -103,7 +103,7 @@ def available() -> bool:
     try:
         library = ctypes.cdll.LoadLibrary(str(build_library()))
     except (BuildError, OSError, subprocess.TimeoutExpired) as error:
-        warnings.warn(f"oneDNN convolutions unavailable, using XLA's ({SWITCH}=0 silences this): {error}", stacklevel=2)
+        logging.warning("oneDNN convolutions unavailable, using XLA's (%s=0 silences this): %s", SWITCH, error)
         return False
     for target, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
