@@ -347,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="+",
         default=[None],
         choices=["on", "off"],
-        help="models.conv.USE_ONEDNN: float32 convs on oneDNN where available; as --tap-sum-channels",
+        help="models.conv.USE_ONEDNN: float32 and bf16 convs on oneDNN where available; as --tap-sum-channels",
     )
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)

@@ -253,8 +253,10 @@ def cpu_path(
     **options: Any,
 ) -> str:
     """Which implementation `conv_general_dilated` takes for an undilated, one-group, default-precision 2-D conv
-    in Flax's layout on the CPU backend: stride 1, 'tap_sum' or 'col2im' by input channels (see the constants
-    above; 'col2im' in float32 only); strided, 'phase' (by input channels and kernel size, see above; not with a
+    in Flax's layout on the CPU backend: 'onednn' (float32 or bfloat16 on both operands, no cropping pad, at least
+    `MIN_ONEDNN_MACS`, oneDNN available; 'tap_sum_onednn' for a stride-1 conv with up to `MAX_TAP_SUM_CHANNELS`
+    input channels); otherwise, stride 1, 'tap_sum' or 'col2im' by input channels (see the constants above;
+    'col2im' in float32 only); strided, 'phase' (by input channels and kernel size, see above; not with a
     negative, cropping pad, as its phase grid assumes none; `padding` None is taken as no cropping); any other
     such conv 'canonical'. 'xla' (`lax.conv_general_dilated` as it is) for everything else."""
     simple = (

@@ -29,6 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from absl import logging
+from jax import lax
 
 SWITCH = "DL4CV_ONEDNN"
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
@@ -40,6 +41,7 @@ _TARGETS = {
     "dl4cv_onednn_conv_kernel_gradient": "Dl4cvOnednnConvKernelGradient",
 }
 
+_NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes
 Pads = tuple[tuple[int, int], tuple[int, int]]
 Strides = tuple[int, int]
 
@@ -120,18 +122,11 @@ def _call(
     return call(first, second, strides=np.array(strides, np.int64), padding=padding)
 
 
-def _output_shape(lhs_shape: tuple[int, ...], rhs_shape: tuple[int, ...], strides: Strides, pads: Pads):
-    (kh, kw), (top, bottom), (left, right) = rhs_shape[:2], *pads
-    rows = (lhs_shape[1] + top + bottom - kh) // strides[0] + 1
-    cols = (lhs_shape[2] + left + right - kw) // strides[1] + 1
-    return (lhs_shape[0], rows, cols, rhs_shape[3])
-
-
 # The three are linear in each operand and each one's gradient is made of the other two, so every order of
 # differentiation (a gradient penalty, a Hessian-vector product) stays on oneDNN.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _forward(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads) -> jax.Array:
-    shape = _output_shape(lhs.shape, rhs.shape, strides, pads)
+    shape = tuple(int(d) for d in lax.conv_general_shape_tuple(lhs.shape, rhs.shape, strides, pads, _NHWC))
     return _call("dl4cv_onednn_conv_forward", shape, lhs, rhs, strides, pads)
 
 
