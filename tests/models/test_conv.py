@@ -159,3 +159,14 @@ def test_gradients_inside_a_scan_reach_xla_cpu_in_its_standard_layout():
     assert "f01b_i01o->01bf" in _convolutions(epoch(plain).lower(params, x).compile().as_text())  # the premise
     for a, b in zip(jax.tree.leaves(epoch(fast)(params, x)), jax.tree.leaves(epoch(plain)(params, x)), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # the generic loop sums in another order
+
+
+def test_tap_sum_keeps_its_float32_total_as_the_buffer_in_bfloat16():
+    # The barrier holds the float32 sum and the cast to bfloat16 comes after it: a fused loop that ends in that
+    # cast ran 4.5x slower on XLA:CPU (LeNet's conv1: 2.11 against 0.47 ms).
+    x = jnp.ones((2, 9, 9, 1), jnp.bfloat16)
+    w = jnp.ones((3, 3, 1, 4), jnp.bfloat16)
+    jaxpr = jax.make_jaxpr(lambda x, w: conv._tap_sum_forward(x, w, (1, 1), ((1, 1), (1, 1))))(x, w).jaxpr
+    (cond,) = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "cond"]
+    assert cond.outvars[0].aval.dtype == jnp.float32
+    assert jaxpr.outvars[0].aval.dtype == jnp.bfloat16
