@@ -199,19 +199,20 @@ CONV_IMPLS = {
 
 @contextlib.contextmanager
 def conv_swapped(impl: str):
-    """While open, `flax.linen.Conv` (which the library's models look up at trace time) uses `impl`.
+    """While open, the models' conv layer (`models.conv_layer`, which looks its convolution up at trace time) uses
+    `impl`.
 
     A benchmark-only device: the library has no option for this because none of these won (see the docstring).
     """
-    import flax.linen as nn
+    from dl4cv_jax.models import conv_layer
 
-    original = nn.Conv
+    original = conv_layer.conv_general_dilated
     if impl != "xla":
-        nn.Conv = functools.partial(original, conv_general_dilated=CONV_IMPLS[impl])
+        conv_layer.conv_general_dilated = CONV_IMPLS[impl]
     try:
         yield
     finally:
-        nn.Conv = original
+        conv_layer.conv_general_dilated = original
 
 
 LAYERS = (  # (name, H=W, Cin, Cout, kernel, stride, padding)

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dl4cv_jax.models.conv import conv_general_dilated
-from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.conv_layer import Conv
+from dl4cv_jax.models.norm import NormSpec, conv_bias, norm_layer, norm_spec_from_config
 
 WIDTHS = (16, 32, 64)
 
@@ -28,17 +28,8 @@ def option_a_shortcut(x: jax.Array, out: int, stride: int) -> jax.Array:
     return x
 
 
-def _conv3x3(norm: NormSpec, features: int, stride: int, name: str) -> nn.Conv:
-    return nn.Conv(
-        features,
-        (3, 3),
-        strides=(stride, stride),
-        padding=((1, 1), (1, 1)),
-        use_bias=conv_bias(norm),
-        kernel_init=conv_kernel_init,
-        conv_general_dilated=conv_general_dilated,
-        name=name,
-    )
+def _conv3x3(norm: NormSpec, features: int, stride: int, name: str) -> Conv:
+    return Conv(features, (3, 3), (stride, stride), ((1, 1), (1, 1)), use_bias=conv_bias(norm), name=name)
 
 
 class CifarBlock(nn.Module):

@@ -4,8 +4,8 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from dl4cv_jax.models.conv import conv_general_dilated
-from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.conv_layer import Conv
+from dl4cv_jax.models.norm import NormSpec, conv_bias, norm_layer, norm_spec_from_config
 from dl4cv_jax.models.pool import max_pool_2x2
 
 
@@ -24,15 +24,7 @@ class CNN(nn.Module):
         for block, channels in enumerate((self.width, 2 * self.width)):
             for layer in range(2):
                 name = f"{block + 1}_{layer + 1}"
-                x = nn.Conv(
-                    channels,
-                    (3, 3),
-                    padding="SAME",
-                    use_bias=conv_bias(self.norm),
-                    kernel_init=conv_kernel_init,
-                    conv_general_dilated=conv_general_dilated,
-                    name=f"conv{name}",
-                )(x)
+                x = Conv(channels, (3, 3), padding="SAME", use_bias=conv_bias(self.norm), name=f"conv{name}")(x)
                 x = nn.relu(make_norm(channels, f"norm{name}")(x))
             x = max_pool_2x2(x)
         x = x.mean(axis=(1, 2))

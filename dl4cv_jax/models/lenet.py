@@ -5,8 +5,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from dl4cv_jax.models.conv import conv_general_dilated
-from dl4cv_jax.models.norm import conv_kernel_init
+from dl4cv_jax.models.conv_layer import Conv
 from dl4cv_jax.models.pool import max_pool_2x2
 
 # The second conv is VALID (as in the paper: 14x14 -> 10x10) when its input allows a 5x5 window; on smaller
@@ -15,15 +14,8 @@ from dl4cv_jax.models.pool import max_pool_2x2
 KERNEL = 5
 
 
-def _conv(features: int, padding: str, name: str) -> nn.Conv:
-    return nn.Conv(
-        features,
-        (KERNEL, KERNEL),
-        padding=padding,
-        kernel_init=conv_kernel_init,
-        conv_general_dilated=conv_general_dilated,
-        name=name,
-    )
+def _conv(features: int, padding: str, name: str) -> Conv:
+    return Conv(features, (KERNEL, KERNEL), padding=padding, name=name)
 
 
 class LeNet5(nn.Module):

@@ -12,26 +12,17 @@ import jax
 import ml_collections
 
 from dl4cv_jax.choices import choose
-from dl4cv_jax.models.conv import conv_general_dilated
-from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.conv_layer import Conv
+from dl4cv_jax.models.norm import NormSpec, conv_bias, norm_layer, norm_spec_from_config
 
 STEMS = ("imagenet", "cifar")
 BOTTLENECK_EXPANSION = 4  # a Bottleneck outputs 4x its inner width
 
 
-def _conv(norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> nn.Conv:
+def _conv(norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> Conv:
     """A conv padded like PyTorch (kernel // 2 on every side), so stride-2 outputs match torchvision's."""
     pad = kernel // 2
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
-        use_bias=conv_bias(norm),
-        kernel_init=conv_kernel_init,
-        conv_general_dilated=conv_general_dilated,
-        name=name,
-    )
+    return Conv(features, (kernel, kernel), (stride, stride), ((pad, pad), (pad, pad)), conv_bias(norm), name=name)
 
 
 class BasicBlock(nn.Module):

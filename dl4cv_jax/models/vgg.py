@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from dl4cv_jax.choices import choose
-from dl4cv_jax.models.conv import conv_general_dilated
-from dl4cv_jax.models.norm import NormSpec, conv_kernel_init, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.conv_layer import Conv
+from dl4cv_jax.models.norm import NormSpec, norm_layer, norm_spec_from_config
 from dl4cv_jax.models.pool import max_pool_2x2
 
 POOL = "M"
@@ -67,14 +67,7 @@ class VGG(nn.Module):
                 x = max_pool_2x2(x)
                 continue
             conv_index += 1
-            x = nn.Conv(
-                item,
-                (3, 3),
-                padding=((1, 1), (1, 1)),
-                kernel_init=conv_kernel_init,
-                conv_general_dilated=conv_general_dilated,
-                name=f"conv{conv_index}",
-            )(x)
+            x = Conv(item, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{conv_index}")(x)
             x = nn.relu(make_norm(item, f"norm{conv_index}")(x))
         if self.head == "cifar":
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x.mean(axis=(1, 2)))

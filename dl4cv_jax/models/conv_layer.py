@@ -1,0 +1,73 @@
+"""The conv layer every model builds: Flax's `nn.Conv` on the library's convolution (`conv.conv_general_dilated`),
+with its bias added by `add_bias`, whose gradient is summed in float32.
+
+Why: the gradient of a bias is the sum of the output gradient over batch, height and width. Flax adds the bias
+in the layer's dtype, so under `precision=bfloat16` that sum is a bfloat16 reduction, which XLA:CPU 0.10 runs as
+a chunked `reduce-window` loop: 1.40-1.73 ms for LeNet's conv1 gradient (128x28x28x6) on the 2-core CPU, against
+0.16 ms for the same sum of the gradient converted to float32, which XLA hands to its fast reduction kernels.
+LeNet-5's bfloat16 train step: 18,209.8 -> 24,379.9 images/s (benchmarks/RESULTS.md). The float32 gradient is
+rounded to the bias dtype afterwards, so the result is at least as accurate as Flax's; in float32 nothing changes.
+
+The parameters are `nn.Conv`'s, under the layer's own name: the inner `nn.Conv` shares this module's scope, so
+'kernel' and 'bias' sit where they always did, created in the same order from the same initialisers (checkpoints
+and initial values are unchanged; tested). `train/conv_inputs.py` finds the inner `nn.Conv` as before.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dl4cv_jax.models.conv import conv_general_dilated
+from dl4cv_jax.models.norm import conv_kernel_init
+
+Padding = str | Sequence[tuple[int, int]]
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """`y + bias` over the last axis, in `y`'s dtype; its bias gradient is summed in float32 (see the module)."""
+    return y + bias.astype(y.dtype)
+
+
+def _add_bias_fwd(y: jax.Array, bias: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return add_bias(y, bias), bias
+
+
+def _add_bias_bwd(bias: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    summed = jnp.sum(g.astype(jnp.float32), axis=tuple(range(g.ndim - 1)))
+    return g, summed.astype(bias.dtype)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
+class Conv(nn.Module):
+    """A 2-D conv layer with He (fan-out) initialisation and an optional zero-initialised bias; the same
+    parameters and values as `nn.Conv(features, kernel_size, strides, padding, use_bias=use_bias,
+    kernel_init=conv_kernel_init)`, computed by the library's convolution."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: Padding = "SAME"
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        conv = nn.Conv(
+            self.features,
+            self.kernel_size,
+            self.strides,
+            self.padding,
+            use_bias=False,
+            kernel_init=conv_kernel_init,
+            conv_general_dilated=conv_general_dilated,
+        )
+        nn.share_scope(self, conv)
+        y = conv(x)
+        if not self.use_bias:
+            return y
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return add_bias(y, bias)
