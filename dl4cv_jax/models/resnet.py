@@ -22,7 +22,8 @@ BOTTLENECK_EXPANSION = 4  # a Bottleneck outputs 4x its inner width
 def _conv(norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> Conv:
     """A conv padded like PyTorch (kernel // 2 on every side), so stride-2 outputs match torchvision's."""
     pad = kernel // 2
-    return Conv(features, (kernel, kernel), (stride, stride), ((pad, pad), (pad, pad)), conv_bias(norm), name=name)
+    padding = ((pad, pad), (pad, pad))
+    return Conv(features, (kernel, kernel), (stride, stride), padding, use_bias=conv_bias(norm), name=name)
 
 
 class BasicBlock(nn.Module):
