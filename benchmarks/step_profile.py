@@ -129,8 +129,9 @@ def profile_workload(model: str, precision: str, batch_size: int, steps: int, to
 
     workload = train_step.WORKLOADS[model]
     bench = train_step.JaxTrainStep(workload, precision, batch_size or workload.batch_size)
-    compiled = bench._step.lower(bench.state, bench.batch).compile()
-    instructions = hlo_instructions(compiled.as_text())
+    # Run the very program whose HLO is read (the trace names its instructions), and compile it only once.
+    bench._step = bench._step.lower(bench.state, bench.batch).compile()
+    instructions = hlo_instructions(bench._step.as_text())
     train_step.warm_up(bench, target_seconds=2.0)
     seconds = bench.run(steps)
     with tempfile.TemporaryDirectory() as directory:
