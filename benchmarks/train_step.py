@@ -286,8 +286,10 @@ def cpu_description() -> str:
 
 
 def machine_description() -> str:
-    """CPU model and vector extensions, cores, date, Python and library versions, XLA_FLAGS, preloaded allocator."""
+    """CPU model and vector extensions, cores, date, Python and library versions, XLA_FLAGS, preloaded allocator,
+    and the oneDNN kernel switch where it is set."""
     cpu = cpu_description()
+    kernels = os.environ.get("DL4CV_ONEDNN_KERNELS")
     versions = []
     for name in ("jax", "jaxlib", "flax", "optax", "torch"):
         if name in sys.modules or importlib.util.find_spec(name):
@@ -301,6 +303,7 @@ def machine_description() -> str:
         f"{datetime.date.today()} | {cpu}, {os.cpu_count()} cores | Python {platform.python_version()} | "
         f"{', '.join(versions)} | XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} | "
         f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}"
+        + (f" | DL4CV_ONEDNN_KERNELS={kernels!r}" if kernels is not None else "")
     )
 
 

@@ -12,6 +12,11 @@ The bridge is compiled on first use with the C++ compiler (`$CXX`, else g++) aga
 source and versions, so a fresh clone builds it once (about 3 s). Where that cannot be done (no compiler, no
 wheel, another platform) `available()` says why in one warning and the models keep XLA's convolutions.
 `DL4CV_ONEDNN=0` turns it off.
+
+Which oneDNN kernel runs: oneDNN's first choice, except on 32 or fewer channels, where its direct JIT kernel
+measured faster than its brgemm one for some passes (`PreferDirectKernel` in the .cc; `kernel_name` says which
+a layer gets). The rule is fixed, not timed at run time, so runs stay bit-identical. `DL4CV_ONEDNN_KERNELS=first`
+keeps oneDNN's first choice everywhere, to compare.
 """
 
 import ctypes
@@ -32,6 +37,9 @@ from absl import logging
 from jax import lax
 
 SWITCH = "DL4CV_ONEDNN"
+KERNELS_SWITCH = "DL4CV_ONEDNN_KERNELS"
+KERNEL_CHOICES = ("default", "first")  # the bridge's rule; oneDNN's first choice everywhere
+DIRECTIONS = ("forward", "input_gradient", "kernel_gradient")  # the .cc's Direction, in order
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
 _WHEEL, _HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 # XLA custom-call target name -> symbol in the compiled library.
@@ -94,6 +102,18 @@ def build_library() -> Path:
     return target
 
 
+def check_kernel_switch(environ: dict[str, str] | os._Environ = os.environ) -> None:
+    """Refuses an unknown `DL4CV_ONEDNN_KERNELS` in one line, before the bridge would silently ignore it."""
+    value = environ.get(KERNELS_SWITCH, "default")
+    if value not in KERNEL_CHOICES:
+        raise ValueError(f"{KERNELS_SWITCH}={value!r} is not supported; choose one of: {', '.join(KERNEL_CHOICES)}")
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    return ctypes.cdll.LoadLibrary(str(build_library()))
+
+
 @functools.cache
 def available() -> bool:
     """Whether oneDNN's convolutions can run here: the CPU backend on one device, Linux x86-64, not switched off,
@@ -102,14 +122,39 @@ def available() -> bool:
         return False  # several devices: a custom call has no sharding rule, so XLA's convolutions stay
     if (sys.platform, platform.machine()) != ("linux", "x86_64"):
         return False  # the oneDNN wheels (pyproject.toml) exist for Linux x86-64 only
+    check_kernel_switch()
     try:
-        library = ctypes.cdll.LoadLibrary(str(build_library()))
+        library = _library()
     except (BuildError, OSError, subprocess.TimeoutExpired) as error:
         logging.warning("oneDNN convolutions unavailable, using XLA's (%s=0 silences this): %s", SWITCH, error)
         return False
     for target, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
     return True
+
+
+def kernel_name(
+    direction: str,
+    lhs_shape: tuple[int, ...],
+    rhs_shape: tuple[int, ...],
+    strides: Strides,
+    pads: Pads,
+    dtype: str = "float32",
+    first_choice: bool = False,
+) -> str:
+    """The oneDNN implementation (e.g. 'jit:avx512_core') that one pass of an NHWC x HWIO convolution runs on,
+    or with `first_choice` the one oneDNN itself would pick. For tests, benchmarks and curious users."""
+    if direction not in DIRECTIONS or dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"kernel_name({direction!r}, dtype={dtype!r}): choose {DIRECTIONS} and float32 or bfloat16")
+    out_h, out_w = lax.conv_general_shape_tuple(lhs_shape, rhs_shape, strides, pads, _NHWC)[1:3]
+    (n, h, w, c), (kh, kw, _, o) = lhs_shape, rhs_shape
+    (pt, pb), (pl, pr) = pads
+    sizes = (ctypes.c_int64 * 15)(n, h, w, c, o, kh, kw, out_h, out_w, *strides, pt, pl, pb, pr)
+    name = ctypes.create_string_buffer(128)
+    function = _library().Dl4cvOnednnConvKernelName
+    if function(DIRECTIONS.index(direction), sizes, dtype == "bfloat16", not first_choice, name, len(name)) != 0:
+        raise ValueError(f"oneDNN has no {direction} kernel for {lhs_shape} x {rhs_shape} in {dtype}")
+    return name.value.decode()
 
 
 def _call(

@@ -196,3 +196,71 @@ def test_a_flax_layer_on_onednn_has_the_plain_layers_output():
     params = nn.Conv(6, (3, 3), (2, 2), padding="SAME").init(jax.random.key(0), x)
     expected = nn.Conv(6, (3, 3), (2, 2), padding="SAME").apply(params, x)
     np.testing.assert_allclose(layer.apply(params, x), expected, rtol=1e-5, atol=1e-5)
+
+
+# (direction, input NHWC, kernel HWIO, strides, dtype, whether the bridge takes the direct JIT kernel there)
+_KERNEL_CHOICES = [
+    ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), "float32", True),  # ResNet-20's layer 1
+    ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "float32", True),
+    ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "bfloat16", True),
+    ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), "bfloat16", False),
+    ("input_gradient", (128, 8, 8, 64), (3, 3, 64, 64), (1, 1), "float32", False),  # wide: brgemm is as fast
+    ("forward", (128, 32, 32, 8), (3, 3, 8, 16), (1, 1), "float32", True),
+    ("forward", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "bfloat16", True),
+    ("forward", (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), "float32", False),
+    ("forward", (128, 8, 8, 64), (3, 3, 64, 64), (1, 1), "float32", False),
+]
+
+
+def _family(name: str) -> str:
+    return name.split(":")[0]
+
+
+def test_few_channel_passes_take_the_direct_kernel_where_onednn_first_picks_a_brgemm_one():
+    pads = ((1, 1), (1, 1))
+    checked = 0
+    for direction, lhs, rhs, strides, dtype, direct in _KERNEL_CHOICES:
+        first = onednn_conv.kernel_name(direction, lhs, rhs, strides, pads, dtype, first_choice=True)
+        chosen = onednn_conv.kernel_name(direction, lhs, rhs, strides, pads, dtype)
+        if not first.startswith("brg"):  # a processor whose first choice is not a brgemm kernel: nothing to swap
+            assert chosen == first, (direction, lhs, rhs, dtype)
+            continue
+        checked += 1
+        if direct:
+            assert _family(chosen) in ("jit", "jit_bf16"), (direction, lhs, rhs, dtype, chosen)
+            assert chosen.split(":")[-1] == first.split(":")[-1]  # the same instruction set
+        else:
+            assert chosen == first, (direction, lhs, rhs, dtype, chosen)
+    if not checked:
+        pytest.skip(f"oneDNN picks no brgemm kernel on this processor ({first})")
+
+
+def test_wide_convs_keep_onednns_first_kernel_and_xlas_values():
+    # The direct kernels are covered by the tests above (all their convs have few channels); this one runs the
+    # brgemm kernels that wide layers keep.
+    keys = jax.random.split(jax.random.key(0), 3)
+    x, w = jax.random.normal(keys[0], (2, 6, 6, 40)), jax.random.normal(keys[1], (3, 3, 40, 48)) * 0.1
+    strides, pads = (1, 1), ((1, 1), (1, 1))
+    for direction in ("forward", "input_gradient"):
+        chosen = onednn_conv.kernel_name(direction, x.shape, w.shape, strides, pads)
+        assert chosen == onednn_conv.kernel_name(direction, x.shape, w.shape, strides, pads, first_choice=True)
+    y, vjp = jax.vjp(lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC), x, w)
+    g = jax.random.normal(keys[2], y.shape)
+    np.testing.assert_allclose(onednn_conv.forward(x, w, strides, pads), y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(onednn_conv.input_gradient(g, w, strides, pads, x), vjp(g)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_the_kernel_switch_keeps_onednns_first_choice_and_refuses_unknown_values():
+    lhs, rhs, strides, pads = (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), ((1, 1), (1, 1))
+    first = onednn_conv.kernel_name("input_gradient", lhs, rhs, strides, pads, first_choice=True)
+    script = (
+        "from dl4cv_jax.models import onednn_conv as o; "
+        f"print(o.kernel_name('input_gradient', {lhs}, {rhs}, {strides}, {pads}))"
+    )
+    env = {**os.environ, onednn_conv.KERNELS_SWITCH: "first"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == first
+    with pytest.raises(ValueError, match="DL4CV_ONEDNN_KERNELS='fastest' is not supported; choose one of: default"):
+        onednn_conv.check_kernel_switch({onednn_conv.KERNELS_SWITCH: "fastest"})
+    onednn_conv.check_kernel_switch({onednn_conv.KERNELS_SWITCH: "first"})  # accepted
