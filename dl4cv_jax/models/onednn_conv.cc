@@ -12,6 +12,7 @@
 // brgemm one that its direct JIT kernel beats on few channels, the direct one is taken (PreferDirectKernel).
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,8 +39,8 @@ struct Geometry {
   memory::data_type type;
 };
 
-std::vector<int64_t> Key(Direction direction, const Geometry& g) {
-  return {static_cast<int64_t>(direction), g.n, g.h, g.w, g.c, g.o, g.kh, g.kw, g.ho, g.wo,
+std::vector<int64_t> Key(Direction direction, const Geometry& g, bool direct) {
+  return {static_cast<int64_t>(direction), direct, g.n, g.h, g.w, g.c, g.o, g.kh, g.kw, g.ho, g.wo,
           g.sh, g.sw, g.pt, g.pl, g.pb, g.pr, static_cast<int64_t>(g.type)};
 }
 
@@ -74,20 +75,20 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
 }
 
 // Whether to take oneDNN's direct JIT kernel where its first choice is a brgemm one. A fixed rule, not timing
-// at run time, so that every run computes the same sums in the same order. It is what oneDNN 3.2 measured on
-// an AVX-512 processor (benchmarks/RESULTS.md, "oneDNN's kernel choice"): on 32 or fewer channels its direct
-// kernel took 8-55% less time for float32 input gradients and for strided ones in bfloat16 (the brgemm
-// kernel for strided input gradients was up to 5x slower), and 20-40% less for forward passes with 8 or fewer
-// input channels or a stride. Elsewhere the brgemm kernels were as fast or faster. Kernel gradients have only
-// the direct kernel.
+// at run time, so that every run computes the same sums in the same order. It is what oneDNN 3.2 measured in
+// this bridge on an AVX-512 processor (benchmarks/onednn_kernels.py; RESULTS.md, "oneDNN's kernel choice"): the
+// direct kernel took 1.3-2.8x less time for strided input gradients with 32 or fewer channels (oneDNN's
+// `brgconv_strided`), 1.16-1.75x less for float32 input gradients with 16 or fewer, and 1.3-1.6x less for
+// forward passes with 8 or fewer input channels. Elsewhere the brgemm kernels were as fast or faster (32-channel
+// float32 input gradients 0.97x with the direct kernel). Kernel gradients have only the direct kernel.
 bool PreferDirectKernel(Direction direction, const Geometry& g) {
-  const bool few_channels = std::min(g.c, g.o) <= 32;
+  const int64_t fewest = std::min(g.c, g.o);
   const bool strided = g.sh > 1 || g.sw > 1;
   switch (direction) {
     case Direction::kForward:
-      return g.c <= 8 || (few_channels && strided);
+      return g.c <= 8;
     case Direction::kInputGradient:
-      return few_channels && (g.type == memory::data_type::f32 || strided);
+      return (strided && fewest <= 32) || (g.type == memory::data_type::f32 && fewest <= 16);
     case Direction::kKernelGradient:
       return false;
   }
@@ -159,8 +160,8 @@ InputGradientPd ChosenInputGradient(const Geometry& g, const ForwardPd& forward,
       prefer_direct);
 }
 
-Plan Build(Direction direction, const Geometry& g) {
-  const bool direct = KernelRuleOn() && PreferDirectKernel(direction, g);
+// `direct`: whether the direct kernel replaces a brgemm first choice (Direct below).
+Plan Build(Direction direction, const Geometry& g, bool direct) {
   const auto forward = ForwardDesc(g);  // the backward passes' hint: oneDNN's first forward choice
   const memory::desc any = Kernel(g, memory::format_tag::any);
   switch (direction) {
@@ -182,9 +183,14 @@ Plan Build(Direction direction, const Geometry& g) {
   throw std::logic_error("unknown direction");
 }
 
+// Whether the bridge takes the direct kernel (`with_rule`), or oneDNN's first choice is asked for.
+bool Direct(Direction direction, const Geometry& g, bool with_rule) {
+  return with_rule && KernelRuleOn() && PreferDirectKernel(direction, g);
+}
+
 // The name of the implementation Build takes (`with_rule`) or oneDNN's first choice, e.g. "jit:avx512_core".
 std::string KernelName(Direction direction, const Geometry& g, bool with_rule) {
-  const bool direct = with_rule && KernelRuleOn() && PreferDirectKernel(direction, g);
+  const bool direct = Direct(direction, g, with_rule);
   const auto forward = ForwardDesc(g);
   switch (direction) {
     case Direction::kForward:
@@ -200,16 +206,16 @@ std::string KernelName(Direction direction, const Geometry& g, bool with_rule) {
   throw std::logic_error("unknown direction");
 }
 
-std::shared_ptr<const Plan> CachedPlan(Direction direction, const Geometry& g) {
+std::shared_ptr<const Plan> CachedPlan(Direction direction, const Geometry& g, bool direct) {
   static std::mutex mutex;
   static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
-  const auto key = Key(direction, g);
+  const auto key = Key(direction, g, direct);
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto found = plans.find(key);
     if (found != plans.end()) return found->second;
   }
-  auto plan = std::make_shared<const Plan>(Build(direction, g));  // outside the lock: JIT compilation is slow
+  auto plan = std::make_shared<const Plan>(Build(direction, g, direct));  // outside the lock: JIT compilation is slow
   std::lock_guard<std::mutex> lock(mutex);
   return plans.emplace(key, plan).first->second;
 }
@@ -221,10 +227,11 @@ void* ThreadScratch(int slot, size_t bytes) {
   return buffers[slot].data();
 }
 
-void Run(Direction direction, const Geometry& g, void* activations, void* kernel, void* gradient) {
+void Run(Direction direction, const Geometry& g, void* activations, void* kernel, void* gradient,
+         bool with_rule = true) {
   // activations: the input (forward, kernel gradient) or its gradient (input gradient); gradient: the output
   // (forward) or its gradient.
-  const auto plan = CachedPlan(direction, g);
+  const auto plan = CachedPlan(direction, g, Direct(direction, g, with_rule));
   thread_local std::unique_ptr<dnnl::stream> stream_holder;
   if (!stream_holder) stream_holder = std::make_unique<dnnl::stream>(Engine());
   dnnl::stream& stream = *stream_holder;
@@ -306,6 +313,12 @@ ffi::Error KernelGradientImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::Result<ff
                   x.element_type(), x.untyped_data(), dk->untyped_data(), g.untyped_data());
 }
 
+// The 15 fields of Geometry in order, from ctypes.
+Geometry FromSizes(const int64_t* z, int bfloat16) {
+  return Geometry{z[0], z[1], z[2], z[3], z[4], z[5], z[6], z[7], z[8], z[9], z[10], z[11], z[12], z[13], z[14],
+                  bfloat16 ? memory::data_type::bf16 : memory::data_type::f32};
+}
+
 }  // namespace
 
 // For tests and benchmarks (ctypes): writes the name of the kernel that a geometry gets into `name` and
@@ -313,12 +326,31 @@ ffi::Error KernelGradientImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::Result<ff
 // the 15 fields of Geometry in order; `with_rule` 0 asks for oneDNN's first choice instead of the bridge's.
 extern "C" int Dl4cvOnednnConvKernelName(int direction, const int64_t* sizes, int bfloat16, int with_rule,
                                          char* name, int capacity) {
-  const int64_t* z = sizes;
-  const Geometry g{z[0], z[1], z[2], z[3], z[4], z[5], z[6], z[7], z[8], z[9], z[10], z[11], z[12], z[13], z[14],
-                   bfloat16 ? memory::data_type::bf16 : memory::data_type::f32};
+  const Geometry g = FromSizes(sizes, bfloat16);
   try {
     const std::string chosen = KernelName(static_cast<Direction>(direction), g, with_rule != 0);
     snprintf(name, capacity, "%s", chosen.c_str());
+    return 0;
+  } catch (const dnnl::error&) {
+    return -1;
+  }
+}
+
+// For benchmarks/onednn_kernels.py (ctypes): runs one pass `repetitions` times on zeroed arrays, as the custom
+// call runs it (kernel reorders included), with the bridge's kernel (`with_rule`) or oneDNN's first choice, and
+// writes each run's milliseconds into `milliseconds`. Returns 0, or -1 when oneDNN has no kernel.
+extern "C" int Dl4cvOnednnConvTime(int direction, const int64_t* sizes, int bfloat16, int with_rule,
+                                   int repetitions, double* milliseconds) {
+  const Geometry g = FromSizes(sizes, bfloat16);
+  const size_t item = bfloat16 ? 2 : 4;
+  std::vector<char> x(item * g.n * g.h * g.w * g.c), k(item * g.kh * g.kw * g.c * g.o),
+      y(item * g.n * g.ho * g.wo * g.o);
+  try {
+    for (int i = 0; i < repetitions; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      Run(static_cast<Direction>(direction), g, x.data(), k.data(), y.data(), with_rule != 0);
+      milliseconds[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    }
     return 0;
   } catch (const dnnl::error&) {
     return -1;

@@ -203,11 +203,13 @@ _KERNEL_CHOICES = [
     ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), "float32", True),  # ResNet-20's layer 1
     ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "float32", True),
     ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "bfloat16", True),
+    ("input_gradient", (128, 16, 16, 32), (3, 3, 32, 64), (2, 2), "bfloat16", True),
     ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), "bfloat16", False),
-    ("input_gradient", (128, 8, 8, 64), (3, 3, 64, 64), (1, 1), "float32", False),  # wide: brgemm is as fast
-    ("forward", (128, 32, 32, 8), (3, 3, 8, 16), (1, 1), "float32", True),
-    ("forward", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "bfloat16", True),
-    ("forward", (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), "float32", False),
+    ("input_gradient", (128, 16, 16, 32), (3, 3, 32, 32), (1, 1), "float32", False),  # 32 channels: as fast
+    ("input_gradient", (128, 8, 8, 64), (3, 3, 64, 64), (1, 1), "float32", False),
+    ("forward", (128, 14, 14, 6), (5, 5, 6, 16), (1, 1), "float32", True),  # LeNet's conv2
+    ("forward", (128, 14, 14, 6), (5, 5, 6, 16), (1, 1), "bfloat16", True),
+    ("forward", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "float32", False),
     ("forward", (128, 8, 8, 64), (3, 3, 64, 64), (1, 1), "float32", False),
 ]
 
