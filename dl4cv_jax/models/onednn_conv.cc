@@ -78,8 +78,9 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
 // at run time, so that every run computes the same sums in the same order. It is what oneDNN 3.2 measured in
 // this bridge on an AVX-512 processor (benchmarks/onednn_kernels.py; RESULTS.md, "oneDNN's kernel choice"): the
 // direct kernel took 1.3-2.8x less time for strided input gradients with 32 or fewer channels (oneDNN's
-// `brgconv_strided`), 1.16-1.75x less for float32 input gradients with 16 or fewer, and 1.3-1.6x less for
-// forward passes with 8 or fewer input channels. Elsewhere the brgemm kernels were as fast or faster (32-channel
+// `brgconv_strided`), 1.16-1.75x less for float32 input gradients with 16 or fewer channels and 2.6x less for
+// a bfloat16 one with 6 input channels (LeNet's conv2), and 1.3-1.6x less for forward passes with 8 or fewer
+// input channels. Elsewhere the brgemm kernels were as fast or faster (32-channel
 // float32 input gradients 0.97x with the direct kernel). Kernel gradients have only the direct kernel.
 bool PreferDirectKernel(Direction direction, const Geometry& g) {
   const int64_t fewest = std::min(g.c, g.o);
@@ -88,7 +89,7 @@ bool PreferDirectKernel(Direction direction, const Geometry& g) {
     case Direction::kForward:
       return g.c <= 8;
     case Direction::kInputGradient:
-      return (strided && fewest <= 32) || (g.type == memory::data_type::f32 && fewest <= 16);
+      return g.c <= 8 || (strided && fewest <= 32) || (g.type == memory::data_type::f32 && fewest <= 16);
     case Direction::kKernelGradient:
       return false;
   }

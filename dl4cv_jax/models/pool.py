@@ -48,8 +48,15 @@ _even_max_pool.defvjp(_even_max_pool_fwd, _even_max_pool_bwd)
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2/2 max pool of an NHWC batch. An odd last row or column is dropped (as `nn.max_pool`'s VALID padding
-    does); a side already below 2 is left as it is, so tiny inputs never shrink to 0."""
+    does); a side already below 2 is left as it is, so tiny inputs never shrink to 0.
+
+    A bfloat16 or float16 batch is pooled in float32 and cast back: the same values and gradients bit for bit (a
+    maximum and its routed gradient copy values, they never round), but XLA:CPU, which computes low-precision
+    arithmetic in float32, then no longer rounds to bfloat16 and back after every maximum and select."""
     _, height, width, _ = x.shape
     if min(height, width) < 2:
         return x
-    return _even_max_pool(x[:, : height // 2 * 2, : width // 2 * 2, :])
+    even = x[:, : height // 2 * 2, : width // 2 * 2, :]
+    if jnp.dtype(x.dtype).itemsize < 4 and jnp.issubdtype(x.dtype, jnp.floating):
+        return _even_max_pool(even.astype(jnp.float32)).astype(x.dtype)
+    return _even_max_pool(even)

@@ -205,6 +205,7 @@ _KERNEL_CHOICES = [
     ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 32), (2, 2), "bfloat16", True),
     ("input_gradient", (128, 16, 16, 32), (3, 3, 32, 64), (2, 2), "bfloat16", True),
     ("input_gradient", (128, 32, 32, 16), (3, 3, 16, 16), (1, 1), "bfloat16", False),
+    ("input_gradient", (128, 14, 14, 6), (5, 5, 6, 16), (1, 1), "bfloat16", True),  # LeNet's conv2
     ("input_gradient", (128, 16, 16, 32), (3, 3, 32, 32), (1, 1), "float32", False),  # 32 channels: as fast
     ("input_gradient", (128, 8, 8, 64), (3, 3, 64, 64), (1, 1), "float32", False),
     ("forward", (128, 14, 14, 6), (5, 5, 6, 16), (1, 1), "float32", True),  # LeNet's conv2

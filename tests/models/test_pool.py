@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dl4cv_jax.models.pool import max_pool_2x2
+from dl4cv_jax.models.pool import _even_max_pool, max_pool_2x2
 
 flax_pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
 
@@ -64,3 +64,16 @@ def test_gradient_compiles_to_no_scatter_where_flax_pool_has_one():
     scatter_op = re.compile(r" (select-and-)?scatter\(")  # an HLO instruction, not a name in the metadata
     assert scatter_op.search(compiled_gradient(flax_pool))
     assert not scatter_op.search(compiled_gradient(max_pool_2x2))
+
+
+def test_bfloat16_is_pooled_in_float32_without_rounding_after_every_op():
+    """XLA:CPU computes bf16 maxima and selects in float32, rounding to bf16 and back after each one; pooling in
+    float32 (exact for a maximum) leaves only the casts in and out."""
+    x, weights = jnp.ones((4, 8, 8, 3), jnp.bfloat16), jnp.ones((4, 4, 4, 3))
+
+    def converts(pool):
+        step = jax.jit(jax.value_and_grad(lambda x: jnp.sum(pool(x).astype(jnp.float32) * weights)))
+        return len(re.findall(r" convert\(", step.lower(x).compile().as_text()))
+
+    ours, in_bfloat16 = converts(max_pool_2x2), converts(_even_max_pool)  # the same pool, computed in bf16
+    assert ours <= 8 and 3 * ours <= in_bfloat16, (ours, in_bfloat16)
