@@ -79,6 +79,7 @@ def _quiet_library_info(record: logging_std.LogRecord) -> bool:
 
 def main(argv: list[str]) -> None:
     from dl4cv_jax.choices import ConfigError
+    from dl4cv_jax.models.onednn_conv import check_kernel_switch
     from dl4cv_jax.train.loop import TrainingDivergedError
     from dl4cv_jax.train.sharding import maybe_initialize_distributed
 
@@ -89,6 +90,7 @@ def main(argv: list[str]) -> None:
     workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
     maybe_initialize_distributed()
     try:
+        check_kernel_switch()  # an environment variable read deep inside the first step: refused before any run
         run_mode(FLAGS.mode, pathlib.Path(workdir), argv[1:])
     except (ConfigError, TrainingDivergedError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")

@@ -89,3 +89,14 @@ def test_mode_flags_refuse_other_modes():
     ]:
         with pytest.raises(app.UsageError, match=re.escape(expected)):
             main.check_mode_flags(mode, {flag})
+
+
+def test_an_unknown_onednn_kernel_switch_stops_main_in_one_line_before_any_run(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", DL4CV_ONEDNN_KERNELS="fastest", DL4CV_JEMALLOC="0")
+    workdir = tmp_path / "run"
+    args = [sys.executable, "main.py", f"--workdir={workdir}", "--config.num_epochs=2"]
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line == "error: DL4CV_ONEDNN_KERNELS='fastest' is not supported; choose one of: default, first"
+    assert not workdir.exists()

@@ -36,6 +36,8 @@ import numpy as np
 from absl import logging
 from jax import lax
 
+from dl4cv_jax.choices import ConfigError
+
 SWITCH = "DL4CV_ONEDNN"
 KERNELS_SWITCH = "DL4CV_ONEDNN_KERNELS"
 KERNEL_CHOICES = ("default", "first")  # the bridge's rule; oneDNN's first choice everywhere
@@ -103,10 +105,11 @@ def build_library() -> Path:
 
 
 def check_kernel_switch(environ: dict[str, str] | os._Environ = os.environ) -> None:
-    """Refuses an unknown `DL4CV_ONEDNN_KERNELS` in one line, before the bridge would silently ignore it."""
+    """Refuses an unknown `DL4CV_ONEDNN_KERNELS` in one line (main.py prints it as its error), before the bridge
+    would silently ignore it."""
     value = environ.get(KERNELS_SWITCH, "default")
     if value not in KERNEL_CHOICES:
-        raise ValueError(f"{KERNELS_SWITCH}={value!r} is not supported; choose one of: {', '.join(KERNEL_CHOICES)}")
+        raise ConfigError(f"{KERNELS_SWITCH}={value!r} is not supported; choose one of: {', '.join(KERNEL_CHOICES)}")
 
 
 @functools.cache
