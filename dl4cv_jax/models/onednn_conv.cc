@@ -80,8 +80,9 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
 // direct kernel took 1.3-2.8x less time for strided input gradients with 32 or fewer channels (oneDNN's
 // `brgconv_strided`), 1.16-1.75x less for float32 input gradients with 16 or fewer channels and 2.6x less for
 // a bfloat16 one with 6 input channels (LeNet's conv2), and 1.3-1.6x less for forward passes with 8 or fewer
-// input channels. Elsewhere the brgemm kernels were as fast or faster (32-channel
-// float32 input gradients 0.97x with the direct kernel). Kernel gradients have only the direct kernel.
+// input channels. Elsewhere the brgemm kernels were mostly as fast or faster (32-channel float32 input gradients
+// 0.97x with the direct kernel; ResNet-18's 128- and 256-channel layers 13-30% slower with it; its 4x4
+// 512-channel input gradient, faster with it, is left to oneDNN). Kernel gradients have only the direct kernel.
 bool PreferDirectKernel(Direction direction, const Geometry& g) {
   const int64_t fewest = std::min(g.c, g.o);
   const bool strided = g.sh > 1 || g.sw > 1;
@@ -146,6 +147,7 @@ Plan MakePlan(const Desc& desc, const memory::desc& kernel, const Geometry& g, b
 
 using ForwardPd = dnnl::convolution_forward::primitive_desc;
 using InputGradientPd = dnnl::convolution_backward_data::primitive_desc;
+using KernelGradientPd = dnnl::convolution_backward_weights::primitive_desc;
 
 ForwardPd ChosenForward(const Geometry& g, bool prefer_direct) {
   return ChooseKernel<ForwardPd>([&] { return ForwardDesc(g); }, prefer_direct);
@@ -162,9 +164,14 @@ InputGradientPd ChosenInputGradient(const Geometry& g, const ForwardPd& forward,
 }
 
 // `direct`: whether the direct kernel replaces a brgemm first choice (Direct below).
+KernelGradientPd KernelGradientDesc(const Geometry& g, const ForwardPd& forward) {
+  const memory::desc any = Kernel(g, memory::format_tag::any);
+  return KernelGradientPd(Engine(), dnnl::algorithm::convolution_direct, Input(g), any, Output(g), {g.sh, g.sw},
+                          {g.pt, g.pl}, {g.pb, g.pr}, forward, UserScratchpad());
+}
+
 Plan Build(Direction direction, const Geometry& g, bool direct) {
   const auto forward = ForwardDesc(g);  // the backward passes' hint: oneDNN's first forward choice
-  const memory::desc any = Kernel(g, memory::format_tag::any);
   switch (direction) {
     case Direction::kForward: {
       const auto chosen = ChosenForward(g, direct);
@@ -175,9 +182,7 @@ Plan Build(Direction direction, const Geometry& g, bool direct) {
       return MakePlan<dnnl::convolution_backward_data>(desc, desc.weights_desc(), g, false);
     }
     case Direction::kKernelGradient: {
-      dnnl::convolution_backward_weights::primitive_desc desc(
-          Engine(), dnnl::algorithm::convolution_direct, Input(g), any,
-          Output(g), {g.sh, g.sw}, {g.pt, g.pl}, {g.pb, g.pr}, forward, UserScratchpad());
+      const auto desc = KernelGradientDesc(g, forward);
       return MakePlan<dnnl::convolution_backward_weights>(desc, desc.diff_weights_desc(), g, true);
     }
   }
@@ -199,10 +204,7 @@ std::string KernelName(Direction direction, const Geometry& g, bool with_rule) {
     case Direction::kInputGradient:
       return ChosenInputGradient(g, forward, direct).impl_info_str();
     case Direction::kKernelGradient:
-      return dnnl::convolution_backward_weights::primitive_desc(
-                 Engine(), dnnl::algorithm::convolution_direct, Input(g), Kernel(g, memory::format_tag::any),
-                 Output(g), {g.sh, g.sw}, {g.pt, g.pl}, {g.pb, g.pr}, forward, UserScratchpad())
-          .impl_info_str();
+      return KernelGradientDesc(g, forward).impl_info_str();
   }
   throw std::logic_error("unknown direction");
 }
@@ -216,7 +218,8 @@ std::shared_ptr<const Plan> CachedPlan(Direction direction, const Geometry& g, b
     auto found = plans.find(key);
     if (found != plans.end()) return found->second;
   }
-  auto plan = std::make_shared<const Plan>(Build(direction, g, direct));  // outside the lock: JIT compilation is slow
+  // Built outside the lock: oneDNN's JIT compilation is slow.
+  auto plan = std::make_shared<const Plan>(Build(direction, g, direct));
   std::lock_guard<std::mutex> lock(mutex);
   return plans.emplace(key, plan).first->second;
 }
