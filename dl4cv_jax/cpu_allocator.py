@@ -7,7 +7,12 @@ per ResNet-20 float32 step at batch 128 on the 2-core CPU, about a sixth of the 
 tunables do not fix it: its thread arenas mmap anything above 64 MB whatever the thresholds say, and with one
 arena for all threads the faults go but the step is no faster. jemalloc, with `oversize_threshold:0` so that
 large allocations are cached like the others, keeps the pages: 2,711-4,494 faults and 0.018-0.020 s per step.
-The figures, and the speed-up, are in benchmarks/RESULTS.md.
+jemalloc still returned freed pages to the kernel after its decay time (10 s) had passed, and in about one
+process in four or five that struck buffers every step: 22,181 faults per ResNet-20 step against 2,555-2,954,
+and 837.7 img/s against 1,067.8-1,207.6 for the same step in five other processes. `dirty_decay_ms:-1` and
+`muzzy_decay_ms:-1` keep freed pages for the life of the process (its resident memory stays at its peak, as a
+training process's does anyway): six processes then ran at 1,111.0-1,165.3 img/s with 2,274-2,609 faults per
+step. The figures, and the speed-ups, are in benchmarks/RESULTS.md.
 
 The allocator must be in place before the process starts (LD_PRELOAD), so `restart_under_jemalloc` runs the
 same command line again, once, in a new process image (`os.execv`): the restarted process finds jemalloc already
@@ -23,8 +28,9 @@ from collections.abc import Mapping
 from dl4cv_jax.xla_cpu import cpu_only
 
 SWITCH = "DL4CV_JEMALLOC"  # "0" keeps the system allocator
-# Large allocations go through the cached arenas too (by default jemalloc frees those at once).
-JEMALLOC_CONF = "oversize_threshold:0"
+# Large allocations go through the cached arenas too (by default jemalloc frees those at once), and freed pages
+# are never handed back to the kernel, so no step faults them in again.
+JEMALLOC_CONF = "oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 def jemalloc_preloaded(environ: Mapping[str, str]) -> bool:
