@@ -58,15 +58,10 @@ def convolution_passes(hlo_text: str) -> collections.Counter:
 
 def time_pass(key: tuple, with_rule: bool, repetitions: int) -> list[float]:
     """Milliseconds of `repetitions` runs of one pass, with the bridge's kernel or oneDNN's first choice."""
-    from jax import lax
-
     from dl4cv_jax.models import onednn_conv
 
     direction, dtype, lhs, rhs, strides, pads = key
-    out_h, out_w = lax.conv_general_shape_tuple(lhs, rhs, strides, pads, ("NHWC", "HWIO", "NHWC"))[1:3]
-    (n, h, w, c), (kh, kw, _, o) = lhs, rhs
-    (pt, pb), (pl, pr) = pads
-    sizes = (ctypes.c_int64 * 15)(n, h, w, c, o, kh, kw, out_h, out_w, *strides, pt, pl, pb, pr)
+    sizes = onednn_conv.geometry_sizes(lhs, rhs, strides, pads)
     milliseconds = (ctypes.c_double * repetitions)()
     function = onednn_conv._library().Dl4cvOnednnConvTime
     code = function(onednn_conv.DIRECTIONS.index(direction), sizes, dtype == "bfloat16", with_rule, repetitions,
@@ -96,12 +91,11 @@ def compare_workload(model: str, precision: str, rounds: int, repetitions: int) 
                 for rule in (True, False):
                     times[rule] += time_pass(key, rule, repetitions)[1:]
             medians = {rule: statistics.median(times[rule]) for rule in times}
-        for rule in totals:
-            totals[rule] += count * medians[rule]
-        if names[True] != names[False]:
             layer = f"{direction} {lhs[1]}x{lhs[2]}x{lhs[3]}->{rhs[3]} k{rhs[0]} s{strides[0]}"
             rows.append(f"| {layer} | {count} | {names[False]} | {medians[False]:.3f} | {names[True]} | "
                         f"{medians[True]:.3f} | {medians[False] / medians[True]:.2f} |")  # fmt: skip
+        for rule in totals:
+            totals[rule] += count * medians[rule]
     header = [
         f"### {model}, {precision}, batch {bench.batch_size}: {sum(passes.values())} oneDNN calls per step",
         "",

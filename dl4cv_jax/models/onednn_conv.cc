@@ -170,19 +170,19 @@ KernelGradientPd KernelGradientDesc(const Geometry& g, const ForwardPd& forward)
                           {g.pt, g.pl}, {g.pb, g.pr}, forward, UserScratchpad());
 }
 
+// The backward passes take oneDNN's first forward choice (ForwardDesc) as their hint.
 Plan Build(Direction direction, const Geometry& g, bool direct) {
-  const auto forward = ForwardDesc(g);  // the backward passes' hint: oneDNN's first forward choice
   switch (direction) {
     case Direction::kForward: {
       const auto chosen = ChosenForward(g, direct);
       return MakePlan<dnnl::convolution_forward>(chosen, chosen.weights_desc(), g, false);
     }
     case Direction::kInputGradient: {
-      const auto desc = ChosenInputGradient(g, forward, direct);
+      const auto desc = ChosenInputGradient(g, ForwardDesc(g), direct);
       return MakePlan<dnnl::convolution_backward_data>(desc, desc.weights_desc(), g, false);
     }
     case Direction::kKernelGradient: {
-      const auto desc = KernelGradientDesc(g, forward);
+      const auto desc = KernelGradientDesc(g, ForwardDesc(g));
       return MakePlan<dnnl::convolution_backward_weights>(desc, desc.diff_weights_desc(), g, true);
     }
   }
@@ -197,14 +197,13 @@ bool Direct(Direction direction, const Geometry& g, bool with_rule) {
 // The name of the implementation Build takes (`with_rule`) or oneDNN's first choice, e.g. "jit:avx512_core".
 std::string KernelName(Direction direction, const Geometry& g, bool with_rule) {
   const bool direct = Direct(direction, g, with_rule);
-  const auto forward = ForwardDesc(g);
   switch (direction) {
     case Direction::kForward:
       return ChosenForward(g, direct).impl_info_str();
     case Direction::kInputGradient:
-      return ChosenInputGradient(g, forward, direct).impl_info_str();
+      return ChosenInputGradient(g, ForwardDesc(g), direct).impl_info_str();
     case Direction::kKernelGradient:
-      return KernelGradientDesc(g, forward).impl_info_str();
+      return KernelGradientDesc(g, ForwardDesc(g)).impl_info_str();
   }
   throw std::logic_error("unknown direction");
 }

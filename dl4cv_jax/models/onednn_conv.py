@@ -136,6 +136,16 @@ def available() -> bool:
     return True
 
 
+def geometry_sizes(
+    lhs_shape: tuple[int, ...], rhs_shape: tuple[int, ...], strides: Strides, pads: Pads
+) -> ctypes.Array:
+    """The bridge's `Geometry` of an NHWC x HWIO convolution as its C functions take it (15 int64, in order)."""
+    out_h, out_w = lax.conv_general_shape_tuple(lhs_shape, rhs_shape, strides, pads, _NHWC)[1:3]
+    (n, h, w, c), (kh, kw, _, o) = lhs_shape, rhs_shape
+    (pt, pb), (pl, pr) = pads
+    return (ctypes.c_int64 * 15)(n, h, w, c, o, kh, kw, out_h, out_w, *strides, pt, pl, pb, pr)
+
+
 def kernel_name(
     direction: str,
     lhs_shape: tuple[int, ...],
@@ -149,10 +159,7 @@ def kernel_name(
     or with `first_choice` the one oneDNN itself would pick. For tests, benchmarks and curious users."""
     if direction not in DIRECTIONS or dtype not in ("float32", "bfloat16"):
         raise ValueError(f"kernel_name({direction!r}, dtype={dtype!r}): choose {DIRECTIONS} and float32 or bfloat16")
-    out_h, out_w = lax.conv_general_shape_tuple(lhs_shape, rhs_shape, strides, pads, _NHWC)[1:3]
-    (n, h, w, c), (kh, kw, _, o) = lhs_shape, rhs_shape
-    (pt, pb), (pl, pr) = pads
-    sizes = (ctypes.c_int64 * 15)(n, h, w, c, o, kh, kw, out_h, out_w, *strides, pt, pl, pb, pr)
+    sizes = geometry_sizes(lhs_shape, rhs_shape, strides, pads)
     name = ctypes.create_string_buffer(128)
     function = _library().Dl4cvOnednnConvKernelName
     if function(DIRECTIONS.index(direction), sizes, dtype == "bfloat16", not first_choice, name, len(name)) != 0:
