@@ -18,7 +18,8 @@ when a process starts, so each framework then gets a process of its own and the 
 (`StepServer`), which keeps the pairing of one process.
 
 The table gives the median images/second of each and the ratio JAX / PyTorch, with the load averages (as
-`uptime` prints them) at the end of each row's measurement.
+`uptime` prints them) at the end of each row's measurement. Under `--allocators each` it also gives each server's
+median minor page faults per step: a process that re-faults its buffers every step shows there, tenfold.
 """
 
 import argparse
@@ -168,13 +169,19 @@ def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str
 HEADER = (
     "| model | precision | batch | XLA flag | allocator | JAX img/s median (best) | PyTorch img/s median (best) "
     "| JAX / PyTorch: medians, paired, bests | torch.compile img/s median (best) | JAX / compiled (medians) "
-    "| load avg (1, 5, 15 min) |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    "| minor faults / step (JAX, PyTorch) | load avg (1, 5, 15 min) |\n" + "|---" * 12 + "|"
 )
 
 
 def paired_ratio(row: dict, other: str) -> float:
     """Median over windows of JAX / `other`, each JAX window with the window timed right after it."""
     return statistics.median(a / b for a, b in zip(row["jax"]["windows"], row[other]["windows"], strict=True))
+
+
+def fault_cells(row: dict) -> str:
+    """Median minor faults per step of each framework's server (`--allocators each` only; else "-")."""
+    counts = [row[label].get("faults_per_step") for label in ("jax", "torch")]
+    return "-" if None in counts else ", ".join(f"{count:,.0f}" for count in counts)
 
 
 def format_row(row: dict) -> str:
@@ -194,7 +201,8 @@ def format_row(row: dict) -> str:
     return (
         f"| {row['model']} | {row['precision']} | {row['batch']} | {flag} | {row.get('allocator', 'system')} "
         f"| {jax_['median']:.1f} ({jax_['best']:.1f}) "
-        f"| {torch_['median']:.1f} ({torch_['best']:.1f}) | {ratios} | {compiled_cells} | {row['load_after']} |"
+        f"| {torch_['median']:.1f} ({torch_['best']:.1f}) | {ratios} | {compiled_cells} | {fault_cells(row)} "
+        f"| {row['load_after']} |"
     )
 
 
@@ -232,6 +240,8 @@ def run_each_by_default(args: argparse.Namespace, xla_cpu_defaults: str) -> list
                 allocator, parameters = "each (JAX jemalloc, PyTorch system)", benches[0].num_parameters
                 row = result_row(xla_cpu_defaults, name, precision, batch, allocator, parameters, load_before, measured)
                 row["xla_flags"] = flags_beyond_main(jax_environment)
+                for bench in benches:
+                    row[bench.label]["faults_per_step"] = bench.median_faults_per_step(args.windows)
                 report_row(args, row)
                 rows.append(row)
     finally:

@@ -10,10 +10,16 @@ The protocol is one command per line on the server's stdin, each answered by one
 stdout (anything else it prints goes to stderr):
 
     build MODEL PRECISION BATCH  ->  {"label", "batch_size", "parameters"}
-    run STEPS                    ->  {"seconds", "loss"}   (STEPS steps, waited for; the last step's loss)
+    run STEPS                    ->  {"seconds", "loss", "minor_faults"}   (STEPS steps, waited for; the last
+                                    step's loss; the page faults the process took meanwhile)
+
+Minor faults tell a process that re-faults its buffers every step (once jemalloc's page purge did that to about
+one JAX process in five, a 20-30% loss for the process's whole life; see RESULTS.md) from a slow machine.
 """
 
 import json
+import resource
+import statistics
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,11 +49,18 @@ def serve(framework: str, xla_cpu_defaults: bool, threads: int) -> None:
             bench = _build(framework, *fields)
             reply = {"label": bench.label, "batch_size": bench.batch_size, "parameters": bench.num_parameters}
         elif command == "run":
-            reply = {"seconds": bench.run(int(fields[0])), "loss": float(bench.loss)}
+            faults_before = minor_faults()
+            seconds = bench.run(int(fields[0]))
+            reply = {"seconds": seconds, "loss": float(bench.loss), "minor_faults": minor_faults() - faults_before}
         else:
             raise SystemExit(f"step server: unknown command {line.strip()!r}; choose build or run")
         answers.write(RESULT + json.dumps(reply) + "\n")
         answers.flush()
+
+
+def minor_faults() -> int:
+    """Minor page faults this process has taken so far (a fresh page mapped in, no disk read)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _build(framework: str, model: str, precision: str, batch: str) -> Any:
@@ -70,6 +83,7 @@ class StepServer:
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
         self.process = subprocess.Popen(command, env=dict(env), text=True, **pipes)
         self.loss = float("nan")
+        self.faults_per_step: list[float] = []  # one entry per `run`, warm-up runs included
 
     def ask(self, request: str) -> dict[str, Any]:
         """Sends one command and returns its answer; a server that died ends the benchmark with its status."""
@@ -89,7 +103,12 @@ class StepServer:
     def run(self, steps: int) -> float:
         answer = self.ask(f"run {steps}")
         self.loss = answer["loss"]
+        self.faults_per_step.append(answer["minor_faults"] / steps)
         return answer["seconds"]
+
+    def median_faults_per_step(self, last_runs: int) -> float:
+        """Median minor faults per step over the last `last_runs` runs (the timed windows, after warm-up)."""
+        return statistics.median(self.faults_per_step[-last_runs:])
 
     def close(self) -> None:
         self.process.stdin.close()
