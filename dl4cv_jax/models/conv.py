@@ -48,9 +48,11 @@ to float rounding (tested); dilated or grouped layers, other layouts and other b
 `lax.conv_general_dilated` unchanged.
 """
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -82,6 +84,24 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 Strides = tuple[int, int]
+
+# The paths whose convolutions (and gradients) XLA never fuses into: oneDNN custom calls, and the tap sum kept
+# as a buffer by its own conditional.
+UNFUSED_PATHS = ("onednn", "tap_sum_onednn")
+# The predicate (true at run time) with which `conv_general_dilated` keeps other paths' inputs as buffers, set by
+# `inputs_kept_as_buffers`; None: not kept.
+_KEEP_INPUTS: contextvars.ContextVar[jax.Array | None] = contextvars.ContextVar("keep_conv_inputs", default=None)
+
+
+@contextlib.contextmanager
+def inputs_kept_as_buffers(always_true: jax.Array) -> Iterator[None]:
+    """Within this context, every conv whose path XLA can fuse into (all but `UNFUSED_PATHS`) gets its input
+    through `kept_as_buffer(x, always_true)`: see `train/conv_inputs.py` for why, and why not the others."""
+    token = _KEEP_INPUTS.set(always_true)
+    try:
+        yield
+    finally:
+        _KEEP_INPUTS.reset(token)
 
 
 def _xla_conv(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads) -> jax.Array:
@@ -306,6 +326,9 @@ def conv_general_dilated(
 ) -> jax.Array:
     """Drop-in for `lax.conv_general_dilated`; the models pass it as `nn.Conv(..., conv_general_dilated=...)`."""
     path = cpu_path(lhs, rhs, window_strides, dimension_numbers, padding, **options)
+    keep = _KEEP_INPUTS.get()
+    if keep is not None and path not in UNFUSED_PATHS:
+        lhs = kept_as_buffer(lhs, keep)
     if path == "xla":
         return lax.conv_general_dilated(
             lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers, **options

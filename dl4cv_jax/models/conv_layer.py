@@ -10,7 +10,7 @@ rounded to the bias dtype afterwards, so the result is at least as accurate as F
 
 The parameters are `nn.Conv`'s, under the layer's own name: the inner `nn.Conv` shares this module's scope, so
 'kernel' and 'bias' sit where they always did, created in the same order from the same initialisers (checkpoints
-and initial values are unchanged; tested). `train/conv_inputs.py` finds the inner `nn.Conv` as before.
+and initial values are unchanged; tested).
 """
 
 from collections.abc import Sequence

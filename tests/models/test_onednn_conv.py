@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from dl4cv_jax.fusion_barrier import always_true
 from dl4cv_jax.models import conv, create_model, onednn_conv
 from tests.conftest import tiny_digits_config
 
@@ -81,6 +82,26 @@ def test_small_convs_keep_xla_where_a_onednn_call_costs_more(monkeypatch):
     wide = jnp.ones((1, 32, 32, 64))
     assert conv.cpu_path(wide, jnp.ones((3, 3, 64, 64)), (1, 1), conv._FLAX_2D) == "onednn"  # 37.7M: ResNet-18
     assert conv.cpu_path(wide, jnp.ones((3, 3, 64, 64)), (8, 8), conv._FLAX_2D) == "phase"  # a 64th of the taps
+
+
+def test_kept_conv_inputs_add_a_conditional_on_xla_paths_only(monkeypatch):
+    # oneDNN's passes are custom calls, which XLA never fuses into: a conditional before them would only cost a
+    # copy and a dispatch (train/conv_inputs.py). XLA's convolutions keep theirs.
+    x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 4))
+
+    def conditionals(use_onednn: bool) -> int:
+        monkeypatch.setattr(conv, "USE_ONEDNN", use_onednn)
+
+        def loss(x, w):
+            with conv.inputs_kept_as_buffers(always_true(w)):  # true, but not a constant XLA folds
+                return jnp.sum(conv.conv_general_dilated(jnp.maximum(x, 0.0), w, (1, 1), "SAME", conv._FLAX_2D))
+
+        hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).compile().as_text()
+        return hlo.count(" conditional(")
+
+    assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D) == "onednn"
+    assert conditionals(use_onednn=True) == 0
+    assert conditionals(use_onednn=False) >= 1
 
 
 def _custom_calls(compiled_hlo: str) -> list[str]:
