@@ -13,6 +13,7 @@ import jax
 import ml_collections
 
 from dl4cv_jax.choices import choose, require
+from dl4cv_jax.models.batch_norm import BatchNorm
 
 # PyTorch's epsilon for every norm, so results and published recipes carry over (Flax defaults to 1e-6).
 EPSILON = 1e-5
@@ -53,7 +54,7 @@ def largest_divisor_at_most(channels: int, limit: int) -> int:
 
 def _batch(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
     # Running statistics live in the 'batch_stats' collection; callers apply with mutable=['batch_stats'].
-    return nn.BatchNorm(use_running_average=not train, momentum=spec.momentum, epsilon=EPSILON, name=name)
+    return BatchNorm(use_running_average=not train, momentum=spec.momentum, epsilon=EPSILON, name=name)
 
 
 def _group(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:

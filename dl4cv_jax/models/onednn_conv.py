@@ -43,12 +43,16 @@ KERNELS_SWITCH = "DL4CV_ONEDNN_KERNELS"
 KERNEL_CHOICES = ("default", "first")  # the bridge's rule; oneDNN's first choice everywhere
 DIRECTIONS = ("forward", "input_gradient", "kernel_gradient")  # the .cc's Direction, in order
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
+# Compiled into the same library: oneDNN's batch normalization (models/onednn_batch_norm.py calls it).
+SOURCES = (SOURCE, Path(__file__).with_name("onednn_batch_norm.cc"))
 _WHEEL, _HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 # XLA custom-call target name -> symbol in the compiled library.
 _TARGETS = {
     "dl4cv_onednn_conv_forward": "Dl4cvOnednnConvForward",
     "dl4cv_onednn_conv_input_gradient": "Dl4cvOnednnConvInputGradient",
     "dl4cv_onednn_conv_kernel_gradient": "Dl4cvOnednnConvKernelGradient",
+    "dl4cv_onednn_batch_norm_forward": "Dl4cvOnednnBatchNormForward",
+    "dl4cv_onednn_batch_norm_backward": "Dl4cvOnednnBatchNormBackward",
 }
 
 _NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes
@@ -77,14 +81,15 @@ def _cache_dir() -> Path:
 
 
 def build_library() -> Path:
-    """Compiles `onednn_conv.cc` (once per source, compiler and versions; cached) and returns the library's path."""
+    """Compiles `SOURCES` into one library (once per source, compiler and versions; cached); returns its path."""
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
         raise BuildError(f"no C++ compiler: {os.environ.get('CXX', 'g++')!r} is not on PATH (set $CXX)")
     library_dir = _installed_file(_WHEEL, "/libdnnl.so").parent
     include_dir = _installed_file(_HEADERS, "/oneapi/dnnl/dnnl.hpp").parents[2]
     versions = [importlib.metadata.version(name) for name in ("jaxlib", _WHEEL, _HEADERS)]
-    digest = hashlib.sha256(SOURCE.read_bytes() + repr((compiler, versions, sys.platform)).encode()).hexdigest()[:16]
+    sources = b"".join(source.read_bytes() for source in SOURCES)
+    digest = hashlib.sha256(sources + repr((compiler, versions, sys.platform)).encode()).hexdigest()[:16]
     target = _cache_dir() / f"onednn_conv-{digest}.so"
     if target.exists():
         return target
@@ -93,13 +98,13 @@ def build_library() -> Path:
         built = Path(scratch) / target.name
         command = [
             compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
-            f"-I{jax.ffi.include_dir()}", f"-I{include_dir}", str(SOURCE),
+            f"-I{jax.ffi.include_dir()}", f"-I{include_dir}", *map(str, SOURCES),
             f"-L{library_dir}", "-ldnnl", f"-Wl,-rpath,{library_dir}", "-o", str(built),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             first_error = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr[-300:])
-            raise BuildError(f"compiling {SOURCE.name} failed: {first_error.strip()}")
+            raise BuildError(f"compiling {' and '.join(s.name for s in SOURCES)} failed: {first_error.strip()}")
         os.replace(built, target)  # atomic: two processes building at once both end with a whole library
     return target
 

@@ -1,0 +1,121 @@
+"""oneDNN's batch normalization (training mode) inside jitted JAX programs on the CPU, with its gradient.
+
+Why: XLA:CPU 0.10 gives a BatchNorm's per-channel sums to YNN's reductions, which do not fuse the cast of a
+bfloat16 input to float32, so each sum first writes the whole input again in float32; the normalised value and
+the backward pass's terms are float32 buffers too. A bfloat16 BatchNorm + ReLU, forward and backward, took as long
+as in float32. oneDNN's primitives (`onednn_batch_norm.cc`, built into the library `onednn_conv.py` compiles)
+read and write activations in their own type and keep float32 inside. On the 2-core CPU, BatchNorm + ReLU forward
+and backward in ms, Flax's against oneDNN's: 128x32x32x16 bfloat16 2.83 / 1.55, float32 2.80 / 1.87; 128x8x8x64
+bfloat16 0.53 / 0.25 (benchmarks/RESULTS.md).
+
+`batch_norm(x, scale, shift, epsilon)` returns the normalised `x` (NHWC or NC, float32 or bfloat16) and the batch
+mean and biased variance (float32, as Flax's BatchNorm computes them). Its gradient is oneDNN's backward pass; the
+gradient of that (a second derivative, rarely wanted) is the plain JAX formula's, so every order works. The
+statistics are for running averages: they are returned without a gradient (`lax.stop_gradient`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from dl4cv_jax.models import onednn_conv
+
+TYPES = (jnp.float32, jnp.bfloat16)
+
+
+def applies(x: jax.Array) -> bool:
+    """Whether `batch_norm` can take `x`: NHWC or NC, float32 or bfloat16, and oneDNN available here (the CPU
+    backend on one device: a custom call has no sharding rule, so several devices keep Flax's BatchNorm)."""
+    return x.ndim in (2, 4) and x.dtype in TYPES and onednn_conv.available()
+
+
+def _channels(x: jax.Array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct((x.shape[-1],), jnp.float32)
+
+
+def _forward_call(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float):
+    onednn_conv.available()  # registers the custom calls on first use
+    results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x))
+    call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_forward", results, vmap_method="sequential")
+    return call(x, scale, shift, epsilon=np.float32(epsilon))
+
+
+def reference_backward(x, dy, mean, variance, scale, epsilon: float):
+    """BatchNorm's input, scale and shift gradients in plain JAX (float32 inside): the same formula as oneDNN's,
+    for the second derivative and for tests."""
+    axes = tuple(range(x.ndim - 1))
+    count = np.prod([x.shape[a] for a in axes])
+    inverse_std = lax.rsqrt(variance + epsilon)
+    normalised = (x.astype(jnp.float32) - mean) * inverse_std
+    dy32 = dy.astype(jnp.float32)
+    dshift = jnp.sum(dy32, axis=axes)
+    dscale = jnp.sum(dy32 * normalised, axis=axes)
+    dx = scale * inverse_std * (dy32 - dshift / count - normalised * dscale / count)
+    return dx.astype(x.dtype), dscale, dshift
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _backward(x, dy, mean, variance, scale, epsilon: float):
+    onednn_conv.available()
+    results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x))
+    call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_backward", results, vmap_method="sequential")
+    return call(x, dy.astype(x.dtype), mean, variance, scale, epsilon=np.float32(epsilon))
+
+
+def _backward_fwd(x, dy, mean, variance, scale, epsilon: float):
+    return _backward(x, dy, mean, variance, scale, epsilon), (x, dy, mean, variance, scale)
+
+
+def _backward_bwd(epsilon: float, operands, cotangents):
+    _, vjp = jax.vjp(lambda *args: reference_backward(*args, epsilon), *operands)
+    return vjp(cotangents)
+
+
+_backward.defvjp(_backward_fwd, _backward_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _normalise(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float):
+    return _forward_call(x, scale, shift, epsilon)
+
+
+def _normalise_fwd(x, scale, shift, epsilon: float):
+    # Through `_normalise` itself, so that a derivative of the backward pass sees it as differentiable.
+    y, mean, variance = _normalise(x.value, scale.value, shift.value, epsilon)
+    return (y, mean, variance), (x.value, mean, variance, scale.value)
+
+
+def _normalise_bwd(epsilon: float, residuals, cotangents):
+    x, mean, variance, scale = residuals
+    dy, dmean, dvariance = cotangents
+    dy = _instantiated(dy, x)
+    dx, dscale, dshift = _backward(x, dy, mean, variance, scale, epsilon)
+    # The statistics leave `batch_norm` without a gradient, so their cotangents are zero unless a second
+    # derivative differentiates through the backward pass, which reads them.
+    if not all(isinstance(c, jax.custom_derivatives.SymbolicZero) for c in (dmean, dvariance)):
+        dmean, dvariance = (_instantiated(c, mean) for c in (dmean, dvariance))
+        count = np.prod(x.shape[:-1])
+        statistics = (dmean + 2.0 * dvariance * (x.astype(jnp.float32) - mean)) / count
+        dx = (dx.astype(jnp.float32) + statistics).astype(x.dtype)
+    return dx, dscale, dshift
+
+
+def _instantiated(cotangent, like: jax.Array) -> jax.Array:
+    if isinstance(cotangent, jax.custom_derivatives.SymbolicZero):
+        return jnp.zeros_like(like)
+    return cotangent
+
+
+_normalise.defvjp(_normalise_fwd, _normalise_bwd, symbolic_zeros=True)
+
+
+def batch_norm(
+    x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(x - mean) / sqrt(variance + epsilon) * scale + shift over all axes but the last, in `x`'s dtype, and the
+    batch mean and biased variance (float32, no gradient). `scale` and `shift` are used in float32."""
+    y, mean, variance = _normalise(x, scale.astype(jnp.float32), shift.astype(jnp.float32), float(epsilon))
+    return y, lax.stop_gradient(mean), lax.stop_gradient(variance)
