@@ -42,7 +42,7 @@ class CifarBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train)
-        y = nn.relu(make_norm(self.features, "norm1")(_conv3x3(self.norm, self.features, self.stride, "conv1")(x)))
+        y = make_norm(self.features, "norm1", relu=True)(_conv3x3(self.norm, self.features, self.stride, "conv1")(x))
         y = make_norm(self.features, "norm2")(_conv3x3(self.norm, self.features, 1, "conv2")(y))
         return nn.relu(y + option_a_shortcut(x, self.features, self.stride))
 
@@ -58,7 +58,7 @@ class CifarResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train)
-        x = nn.relu(make_norm(WIDTHS[0], "norm1")(_conv3x3(self.norm, WIDTHS[0], 1, "conv1")(x)))
+        x = make_norm(WIDTHS[0], "norm1", relu=True)(_conv3x3(self.norm, WIDTHS[0], 1, "conv1")(x))
         for stage, width in enumerate(WIDTHS):
             for index in range(self.blocks_per_stage):
                 stride = 2 if stage > 0 and index == 0 else 1

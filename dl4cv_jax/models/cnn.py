@@ -25,7 +25,7 @@ class CNN(nn.Module):
             for layer in range(2):
                 name = f"{block + 1}_{layer + 1}"
                 x = Conv(channels, (3, 3), padding="SAME", use_bias=conv_bias(self.norm), name=f"conv{name}")(x)
-                x = nn.relu(make_norm(channels, f"norm{name}")(x))
+                x = make_norm(channels, f"norm{name}", relu=True)(x)
             x = max_pool_2x2(x)
         x = x.mean(axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

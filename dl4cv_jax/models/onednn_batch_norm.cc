@@ -10,8 +10,11 @@
 // float32 vectors. The variance is the biased one (over N*H*W), as Flax's BatchNorm uses. Compiled together with
 // onednn_conv.cc into one library (dl4cv_jax/models/onednn_conv.py builds it).
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,17 +31,19 @@ using dnnl::memory;
 
 namespace {
 
-// One normalization's sizes, element type and epsilon (its bits, to be a map key).
+// One normalization's sizes, element type, epsilon (its bits, to be a map key) and whether a ReLU follows it
+// (oneDNN's fuse_norm_relu: the forward pass also writes a bit mask, its workspace, for the backward pass).
 struct Shape {
   int64_t n, h, w, c;
   memory::data_type type;
   float epsilon;
+  bool relu;
 };
 
 std::vector<int64_t> Key(bool backward, const Shape& s) {
   uint32_t epsilon_bits;
   std::memcpy(&epsilon_bits, &s.epsilon, sizeof epsilon_bits);
-  return {backward, s.n, s.h, s.w, s.c, static_cast<int64_t>(s.type), epsilon_bits};
+  return {backward, s.n, s.h, s.w, s.c, static_cast<int64_t>(s.type), epsilon_bits, s.relu};
 }
 
 dnnl::engine& Engine() {
@@ -58,28 +63,33 @@ dnnl::primitive_attr UserScratchpad() {
   return attr;
 }
 
-dnnl::normalization_flags Flags() {
-  return dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+dnnl::normalization_flags Flags(const Shape& s) {
+  const auto affine = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  return s.relu ? affine | dnnl::normalization_flags::fuse_norm_relu : affine;
 }
 using ForwardPd = dnnl::batch_normalization_forward::primitive_desc;
 using BackwardPd = dnnl::batch_normalization_backward::primitive_desc;
 
 ForwardPd ForwardDesc(const Shape& s) {
-  return ForwardPd(Engine(), dnnl::prop_kind::forward_training, Activations(s), Activations(s), s.epsilon, Flags(),
+  return ForwardPd(Engine(), dnnl::prop_kind::forward_training, Activations(s), Activations(s), s.epsilon, Flags(s),
                    UserScratchpad());
 }
 
 struct Plan {
   dnnl::primitive primitive;
   size_t scratchpad_bytes;
+  memory::desc workspace;  // the ReLU's bit mask (empty without one)
 };
 
 Plan Build(bool backward, const Shape& s) {
   const ForwardPd forward = ForwardDesc(s);
-  if (!backward) return Plan{dnnl::batch_normalization_forward(forward), forward.scratchpad_desc().get_size()};
+  if (!backward) {
+    return Plan{dnnl::batch_normalization_forward(forward), forward.scratchpad_desc().get_size(),
+                forward.workspace_desc()};
+  }
   const BackwardPd desc(Engine(), dnnl::prop_kind::backward, Activations(s), Activations(s), Activations(s),
-                        s.epsilon, Flags(), forward, UserScratchpad());
-  return Plan{dnnl::batch_normalization_backward(desc), desc.scratchpad_desc().get_size()};
+                        s.epsilon, Flags(s), forward, UserScratchpad());
+  return Plan{dnnl::batch_normalization_backward(desc), desc.scratchpad_desc().get_size(), desc.workspace_desc()};
 }
 
 std::shared_ptr<const Plan> CachedPlan(bool backward, const Shape& s) {
@@ -109,7 +119,7 @@ void Execute(const Plan& plan, std::unordered_map<int, memory> arguments) {
 }
 
 // The shape of `x` (NHWC or NC) with its type into `shape`, or an error naming what is wrong.
-ffi::Error ShapeOf(const ffi::AnyBuffer& x, float epsilon, Shape& shape) {
+ffi::Error ShapeOf(const ffi::AnyBuffer& x, float epsilon, bool relu, Shape& shape) {
   const auto d = x.dimensions();
   if (d.size() != 4 && d.size() != 2) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_batch_norm: expects NHWC or NC activations");
@@ -118,7 +128,8 @@ ffi::Error ShapeOf(const ffi::AnyBuffer& x, float epsilon, Shape& shape) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_batch_norm: expects float32 or bfloat16");
   }
   const auto type = x.element_type() == ffi::DataType::F32 ? memory::data_type::f32 : memory::data_type::bf16;
-  shape = d.size() == 2 ? Shape{d[0], 1, 1, d[1], type, epsilon} : Shape{d[0], d[1], d[2], d[3], type, epsilon};
+  shape = d.size() == 2 ? Shape{d[0], 1, 1, d[1], type, epsilon, relu}
+                        : Shape{d[0], d[1], d[2], d[3], type, epsilon, relu};
   return ffi::Error::Success();
 }
 
@@ -132,44 +143,88 @@ ffi::Error Guarded(Body body) {
   return ffi::Error::Success();
 }
 
+// Whether all `count` floats are finite.
+bool AllFinite(const float* values, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    if (!std::isfinite(values[i])) return false;
+  }
+  return true;
+}
+
+// A fused ReLU would turn NaN into 0 (max(NaN, 0) is 0 on x86), which hides a diverged run from the loss. Where
+// the batch statistics, scale or shift are not finite, the whole output becomes NaN, as XLA's BatchNorm and
+// ReLU would make it (one NaN or infinity in the input makes the mean or variance NaN or infinite).
+void PropagateNan(const Shape& s, const float* mean, const float* variance, const float* scale, const float* shift,
+                  void* y) {
+  if (AllFinite(mean, s.c) && AllFinite(variance, s.c) && AllFinite(scale, s.c) && AllFinite(shift, s.c)) return;
+  const int64_t count = s.n * s.h * s.w * s.c;
+  if (s.type == memory::data_type::f32) {
+    std::fill_n(static_cast<float*>(y), count, std::numeric_limits<float>::quiet_NaN());
+  } else {
+    std::fill_n(static_cast<uint16_t*>(y), count, uint16_t{0x7FC0});  // bfloat16's quiet NaN
+  }
+}
+
+// `workspace`: the ReLU's mask, written where `relu` (a u8 array of WorkspaceBytes; one byte otherwise).
 ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::F32> shift,
                        ffi::Result<ffi::AnyBuffer> y, ffi::ResultBuffer<ffi::F32> mean,
-                       ffi::ResultBuffer<ffi::F32> variance, float epsilon) {
+                       ffi::ResultBuffer<ffi::F32> variance, ffi::ResultBuffer<ffi::U8> workspace, float epsilon,
+                       bool relu) {
   Shape s;
-  if (auto error = ShapeOf(x, epsilon, s); error.failure()) return error;
+  if (auto error = ShapeOf(x, epsilon, relu, s); error.failure()) return error;
   return Guarded([&] {
     const auto plan = CachedPlan(false, s);
-    Execute(*plan, {{DNNL_ARG_SRC, memory(Activations(s), Engine(), x.untyped_data())},
-                    {DNNL_ARG_DST, memory(Activations(s), Engine(), y->untyped_data())},
-                    {DNNL_ARG_SCALE, memory(Channels(s), Engine(), scale.typed_data())},
-                    {DNNL_ARG_SHIFT, memory(Channels(s), Engine(), shift.typed_data())},
-                    {DNNL_ARG_MEAN, memory(Channels(s), Engine(), mean->typed_data())},
-                    {DNNL_ARG_VARIANCE, memory(Channels(s), Engine(), variance->typed_data())}});
+    std::unordered_map<int, memory> arguments{
+        {DNNL_ARG_SRC, memory(Activations(s), Engine(), x.untyped_data())},
+        {DNNL_ARG_DST, memory(Activations(s), Engine(), y->untyped_data())},
+        {DNNL_ARG_SCALE, memory(Channels(s), Engine(), scale.typed_data())},
+        {DNNL_ARG_SHIFT, memory(Channels(s), Engine(), shift.typed_data())},
+        {DNNL_ARG_MEAN, memory(Channels(s), Engine(), mean->typed_data())},
+        {DNNL_ARG_VARIANCE, memory(Channels(s), Engine(), variance->typed_data())}};
+    if (relu) arguments.emplace(DNNL_ARG_WORKSPACE, memory(plan->workspace, Engine(), workspace->typed_data()));
+    Execute(*plan, std::move(arguments));
+    if (relu) PropagateNan(s, mean->typed_data(), variance->typed_data(), scale.typed_data(), shift.typed_data(),
+                           y->untyped_data());
   });
 }
 
 ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::F32> mean,
-                        ffi::Buffer<ffi::F32> variance, ffi::Buffer<ffi::F32> scale, ffi::Result<ffi::AnyBuffer> dx,
-                        ffi::ResultBuffer<ffi::F32> dscale, ffi::ResultBuffer<ffi::F32> dshift, float epsilon) {
+                        ffi::Buffer<ffi::F32> variance, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::U8> workspace,
+                        ffi::Result<ffi::AnyBuffer> dx, ffi::ResultBuffer<ffi::F32> dscale,
+                        ffi::ResultBuffer<ffi::F32> dshift, float epsilon, bool relu) {
   Shape s;
-  if (auto error = ShapeOf(x, epsilon, s); error.failure()) return error;
+  if (auto error = ShapeOf(x, epsilon, relu, s); error.failure()) return error;
   if (dy.element_type() != x.element_type() || dx->element_type() != x.element_type()) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_batch_norm: x, dy and dx differ in type");
   }
   return Guarded([&] {
     const auto plan = CachedPlan(true, s);
-    Execute(*plan, {{DNNL_ARG_SRC, memory(Activations(s), Engine(), x.untyped_data())},
-                    {DNNL_ARG_DIFF_DST, memory(Activations(s), Engine(), dy.untyped_data())},
-                    {DNNL_ARG_MEAN, memory(Channels(s), Engine(), mean.typed_data())},
-                    {DNNL_ARG_VARIANCE, memory(Channels(s), Engine(), variance.typed_data())},
-                    {DNNL_ARG_SCALE, memory(Channels(s), Engine(), scale.typed_data())},
-                    {DNNL_ARG_DIFF_SRC, memory(Activations(s), Engine(), dx->untyped_data())},
-                    {DNNL_ARG_DIFF_SCALE, memory(Channels(s), Engine(), dscale->typed_data())},
-                    {DNNL_ARG_DIFF_SHIFT, memory(Channels(s), Engine(), dshift->typed_data())}});
+    std::unordered_map<int, memory> arguments{
+        {DNNL_ARG_SRC, memory(Activations(s), Engine(), x.untyped_data())},
+        {DNNL_ARG_DIFF_DST, memory(Activations(s), Engine(), dy.untyped_data())},
+        {DNNL_ARG_MEAN, memory(Channels(s), Engine(), mean.typed_data())},
+        {DNNL_ARG_VARIANCE, memory(Channels(s), Engine(), variance.typed_data())},
+        {DNNL_ARG_SCALE, memory(Channels(s), Engine(), scale.typed_data())},
+        {DNNL_ARG_DIFF_SRC, memory(Activations(s), Engine(), dx->untyped_data())},
+        {DNNL_ARG_DIFF_SCALE, memory(Channels(s), Engine(), dscale->typed_data())},
+        {DNNL_ARG_DIFF_SHIFT, memory(Channels(s), Engine(), dshift->typed_data())}};
+    if (relu) arguments.emplace(DNNL_ARG_WORKSPACE, memory(plan->workspace, Engine(), workspace.typed_data()));
+    Execute(*plan, std::move(arguments));
   });
 }
 
 }  // namespace
+
+// For the Python side (ctypes), which sizes the workspace output at trace time: the bytes of the ReLU's mask
+// for an N x H x W x C input (`bfloat16` 0 or 1), or -1 when oneDNN has no such primitive.
+extern "C" int64_t Dl4cvOnednnBatchNormWorkspaceBytes(int64_t n, int64_t h, int64_t w, int64_t c, int bfloat16) {
+  const Shape s{n, h, w, c, bfloat16 ? memory::data_type::bf16 : memory::data_type::f32, 1e-5f, true};
+  try {
+    return static_cast<int64_t>(ForwardDesc(s).workspace_desc().get_size());
+  } catch (const dnnl::error&) {
+    return -1;
+  }
+}
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnBatchNormForward, ForwardImpl,
                               ffi::Ffi::Bind()
@@ -179,7 +234,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnBatchNormForward, ForwardImpl,
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<float>("epsilon"));
+                                  .Ret<ffi::Buffer<ffi::U8>>()
+                                  .Attr<float>("epsilon")
+                                  .Attr<bool>("relu"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnBatchNormBackward, BackwardImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
@@ -187,7 +244,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnBatchNormBackward, BackwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<float>("epsilon"));
+                                  .Attr<float>("epsilon")
+                                  .Attr<bool>("relu"));

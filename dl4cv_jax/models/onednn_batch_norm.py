@@ -14,6 +14,7 @@ gradient of that (a second derivative, rarely wanted) is the plain JAX formula's
 statistics are for running averages: they are returned without a gradient (`lax.stop_gradient`).
 """
 
+import ctypes
 import functools
 
 import jax
@@ -36,63 +37,85 @@ def _channels(x: jax.Array) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((x.shape[-1],), jnp.float32)
 
 
-def _forward_call(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float):
+@functools.cache
+def workspace_bytes(shape: tuple[int, ...], dtype: str) -> int:
+    """The size of the ReLU mask oneDNN's fused BatchNorm + ReLU writes for an NHWC or NC input."""
+    n, h, w, c = shape if len(shape) == 4 else (shape[0], 1, 1, shape[1])
+    function = onednn_conv._library().Dl4cvOnednnBatchNormWorkspaceBytes
+    function.restype = ctypes.c_int64
+    size = function(*(ctypes.c_int64(d) for d in (n, h, w, c)), int(dtype == "bfloat16"))
+    if size < 0:
+        raise ValueError(f"oneDNN has no fused BatchNorm + ReLU for {shape} in {dtype}")
+    return size
+
+
+def _workspace(x: jax.Array, relu: bool) -> jax.ShapeDtypeStruct:
+    size = workspace_bytes(tuple(x.shape), jnp.dtype(x.dtype).name) if relu else 1
+    return jax.ShapeDtypeStruct((size,), jnp.uint8)
+
+
+def _forward_call(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float, relu: bool):
     onednn_conv.available()  # registers the custom calls on first use
-    results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x))
+    results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x), _workspace(x, relu))
     call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_forward", results, vmap_method="sequential")
-    return call(x, scale, shift, epsilon=np.float32(epsilon))
+    return call(x, scale, shift, epsilon=np.float32(epsilon), relu=relu)
 
 
-def reference_backward(x, dy, mean, variance, scale, epsilon: float):
-    """BatchNorm's input, scale and shift gradients in plain JAX (float32 inside): the same formula as oneDNN's,
-    for the second derivative and for tests."""
+def reference_backward(x, dy, mean, variance, scale, shift, epsilon: float, relu: bool = False):
+    """BatchNorm's (and with `relu` the fused ReLU's) input, scale and shift gradients in plain JAX (float32
+    inside): the same formula as oneDNN's, for the second derivative and for tests."""
     axes = tuple(range(x.ndim - 1))
     count = np.prod([x.shape[a] for a in axes])
     inverse_std = lax.rsqrt(variance + epsilon)
     normalised = (x.astype(jnp.float32) - mean) * inverse_std
     dy32 = dy.astype(jnp.float32)
+    if relu:
+        dy32 = jnp.where(normalised * scale + shift > 0, dy32, 0.0)
     dshift = jnp.sum(dy32, axis=axes)
     dscale = jnp.sum(dy32 * normalised, axis=axes)
     dx = scale * inverse_std * (dy32 - dshift / count - normalised * dscale / count)
     return dx.astype(x.dtype), dscale, dshift
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _backward(x, dy, mean, variance, scale, epsilon: float):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _backward(x, dy, mean, variance, scale, shift, workspace, epsilon: float, relu: bool):
+    del shift  # oneDNN reads the ReLU's mask from `workspace`; the formula behind the second derivative needs it
     onednn_conv.available()
     results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x))
     call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_backward", results, vmap_method="sequential")
-    return call(x, dy.astype(x.dtype), mean, variance, scale, epsilon=np.float32(epsilon))
+    return call(x, dy.astype(x.dtype), mean, variance, scale, workspace, epsilon=np.float32(epsilon), relu=relu)
 
 
-def _backward_fwd(x, dy, mean, variance, scale, epsilon: float):
-    return _backward(x, dy, mean, variance, scale, epsilon), (x, dy, mean, variance, scale)
+def _backward_fwd(x, dy, mean, variance, scale, shift, workspace, epsilon: float, relu: bool):
+    operands = (x, dy, mean, variance, scale, shift)
+    return _backward(*operands, workspace, epsilon, relu), (operands, workspace)
 
 
-def _backward_bwd(epsilon: float, operands, cotangents):
-    _, vjp = jax.vjp(lambda *args: reference_backward(*args, epsilon), *operands)
-    return vjp(cotangents)
+def _backward_bwd(epsilon: float, relu: bool, residuals, cotangents):
+    operands, workspace = residuals
+    _, vjp = jax.vjp(lambda *args: reference_backward(*args, epsilon, relu), *operands)
+    return (*vjp(cotangents), np.zeros(workspace.shape, jax.dtypes.float0))
 
 
 _backward.defvjp(_backward_fwd, _backward_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _normalise(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float):
-    return _forward_call(x, scale, shift, epsilon)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _normalise(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float, relu: bool):
+    return _forward_call(x, scale, shift, epsilon, relu)
 
 
-def _normalise_fwd(x, scale, shift, epsilon: float):
+def _normalise_fwd(x, scale, shift, epsilon: float, relu: bool):
     # Through `_normalise` itself, so that a derivative of the backward pass sees it as differentiable.
-    y, mean, variance = _normalise(x.value, scale.value, shift.value, epsilon)
-    return (y, mean, variance), (x.value, mean, variance, scale.value)
+    y, mean, variance, workspace = _normalise(x.value, scale.value, shift.value, epsilon, relu)
+    return (y, mean, variance, workspace), (x.value, mean, variance, scale.value, shift.value, workspace)
 
 
-def _normalise_bwd(epsilon: float, residuals, cotangents):
-    x, mean, variance, scale = residuals
-    dy, dmean, dvariance = cotangents
+def _normalise_bwd(epsilon: float, relu: bool, residuals, cotangents):
+    x, mean, variance, scale, shift, workspace = residuals
+    dy, dmean, dvariance, _ = cotangents
     dy = _instantiated(dy, x)
-    dx, dscale, dshift = _backward(x, dy, mean, variance, scale, epsilon)
+    dx, dscale, dshift = _backward(x, dy, mean, variance, scale, shift, workspace, epsilon, relu)
     # The statistics leave `batch_norm` without a gradient, so their cotangents are zero unless a second
     # derivative differentiates through the backward pass, which reads them.
     if not all(isinstance(c, jax.custom_derivatives.SymbolicZero) for c in (dmean, dvariance)):
@@ -113,9 +136,11 @@ _normalise.defvjp(_normalise_fwd, _normalise_bwd, symbolic_zeros=True)
 
 
 def batch_norm(
-    x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float
+    x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float, relu: bool = False
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(x - mean) / sqrt(variance + epsilon) * scale + shift over all axes but the last, in `x`'s dtype, and the
-    batch mean and biased variance (float32, no gradient). `scale` and `shift` are used in float32."""
-    y, mean, variance = _normalise(x, scale.astype(jnp.float32), shift.astype(jnp.float32), float(epsilon))
+    """(x - mean) / sqrt(variance + epsilon) * scale + shift over all axes but the last, in `x`'s dtype (with
+    `relu`, its ReLU, in the same pass), and the batch mean and biased variance (float32, no gradient). `scale`
+    and `shift` are used in float32."""
+    scale, shift = scale.astype(jnp.float32), shift.astype(jnp.float32)
+    y, mean, variance, _ = _normalise(x, scale, shift, float(epsilon), bool(relu))
     return y, lax.stop_gradient(mean), lax.stop_gradient(variance)

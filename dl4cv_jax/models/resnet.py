@@ -36,7 +36,7 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train)
-        y = nn.relu(make_norm(self.features, "norm1")(_conv(self.norm, self.features, 3, self.stride, "conv1")(x)))
+        y = make_norm(self.features, "norm1", relu=True)(_conv(self.norm, self.features, 3, self.stride, "conv1")(x))
         y = make_norm(self.features, "norm2")(_conv(self.norm, self.features, 3, 1, "conv2")(y))
         return nn.relu(y + _shortcut(x, self.features, self.stride, self.norm, make_norm))
 
@@ -52,8 +52,8 @@ class Bottleneck(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train)
         out = self.features * BOTTLENECK_EXPANSION
-        y = nn.relu(make_norm(self.features, "norm1")(_conv(self.norm, self.features, 1, 1, "conv1")(x)))
-        y = nn.relu(make_norm(self.features, "norm2")(_conv(self.norm, self.features, 3, self.stride, "conv2")(y)))
+        y = make_norm(self.features, "norm1", relu=True)(_conv(self.norm, self.features, 1, 1, "conv1")(x))
+        y = make_norm(self.features, "norm2", relu=True)(_conv(self.norm, self.features, 3, self.stride, "conv2")(y))
         y = make_norm(out, "norm3")(_conv(self.norm, out, 1, 1, "conv3")(y))
         return nn.relu(y + _shortcut(x, out, self.stride, self.norm, make_norm))
 
@@ -80,10 +80,10 @@ class ResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train)
         if self.stem == "imagenet":
-            x = nn.relu(make_norm(64, "norm1")(_conv(self.norm, 64, 7, 2, "conv1")(x)))
+            x = make_norm(64, "norm1", relu=True)(_conv(self.norm, 64, 7, 2, "conv1")(x))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         else:
-            x = nn.relu(make_norm(64, "norm1")(_conv(self.norm, 64, 3, 1, "conv1")(x)))
+            x = make_norm(64, "norm1", relu=True)(_conv(self.norm, 64, 3, 1, "conv1")(x))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1

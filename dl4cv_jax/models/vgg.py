@@ -68,7 +68,7 @@ class VGG(nn.Module):
                 continue
             conv_index += 1
             x = Conv(item, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{conv_index}")(x)
-            x = nn.relu(make_norm(item, f"norm{conv_index}")(x))
+            x = make_norm(item, f"norm{conv_index}", relu=True)(x)
         if self.head == "cifar":
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x.mean(axis=(1, 2)))
             return nn.Dense(self.num_outputs, name="fc")(x)

@@ -19,11 +19,19 @@ pytestmark = pytest.mark.skipif(
 EPSILON, MOMENTUM = 1e-5, 0.9
 
 
-def _layers(train: bool = True):
+def _layers(train: bool = True, relu: bool = False):
     return (
-        BatchNorm(use_running_average=not train, momentum=MOMENTUM, epsilon=EPSILON),
+        BatchNorm(use_running_average=not train, momentum=MOMENTUM, epsilon=EPSILON, relu=relu),
         nn.BatchNorm(use_running_average=not train, momentum=MOMENTUM, epsilon=EPSILON),
     )
+
+
+def _apply(layer, variables, x, relu: bool = False):
+    """(output, updated batch_stats); Flax's layer gets the ReLU after it that ours computes itself."""
+    y, updated = layer.apply(variables, x, mutable=["batch_stats"])
+    if relu and isinstance(layer, nn.BatchNorm):
+        y = nn.relu(y)
+    return y, updated
 
 
 def _input(shape, dtype=jnp.float32, seed=0):
@@ -64,21 +72,23 @@ def test_the_variables_are_flaxs_names_shapes_types_and_initial_values(shape):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("shape", [(16, 8, 8, 16), (32, 12)])
-def test_training_output_statistics_and_gradients_equal_flaxs_in_float32(shape):
-    ours, flax_layer = _layers()
+def test_training_output_statistics_and_gradients_equal_flaxs_in_float32(shape, relu):
+    ours, flax_layer = _layers(relu=relu)
     variables, x = _trained_variables(shape), _input(shape)
     cotangent = _input(shape, seed=3)
 
     def loss(layer):
         def f(params, x):
-            y, updated = layer.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+            y, updated = _apply(layer, {**variables, "params": params}, x, relu)
             return jnp.sum(y * cotangent), (y, updated["batch_stats"])
 
         return jax.jit(jax.grad(f, argnums=(0, 1), has_aux=True))(variables["params"], x)
 
     (mine_grads, (mine_y, mine_stats)), (their_grads, (their_y, their_stats)) = loss(ours), loss(flax_layer)
     np.testing.assert_allclose(mine_y, their_y, rtol=1e-5, atol=1e-5)
+    assert not relu or float(jnp.min(mine_y)) == 0.0
     for a, b in zip(jax.tree.leaves(mine_stats), jax.tree.leaves(their_stats), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(mine_grads), jax.tree.leaves(their_grads), strict=True):
@@ -87,7 +97,7 @@ def test_training_output_statistics_and_gradients_equal_flaxs_in_float32(shape):
 
 def test_the_compiled_step_runs_oneDNNs_passes_in_training_only():
     x = _input((16, 8, 8, 16))
-    ours, _ = _layers()
+    ours, _ = _layers(relu=True)
     variables = ours.init(jax.random.key(0), x)
 
     def step(params, x):
@@ -96,6 +106,7 @@ def test_the_compiled_step_runs_oneDNNs_passes_in_training_only():
 
     hlo = jax.jit(jax.grad(step, argnums=(0, 1))).lower(variables["params"], x).compile().as_text()
     assert "dl4cv_onednn_batch_norm_forward" in hlo and "dl4cv_onednn_batch_norm_backward" in hlo
+    assert " maximum(" not in hlo and "compare(" not in hlo  # the ReLU and its mask are inside oneDNN's passes
     evaluation, _ = _layers(train=False)
     hlo = jax.jit(lambda x: evaluation.apply(variables, x)).lower(x).compile().as_text()
     assert "dl4cv_onednn_batch_norm" not in hlo
@@ -119,37 +130,40 @@ def test_bfloat16_activations_and_parameters_give_flaxs_values_and_type():
     assert float32_params.dtype == flax_layer.apply(variables, x, mutable=["batch_stats"])[0].dtype == jnp.float32
 
 
-def test_the_backward_pass_equals_the_plain_formula_and_flaxs_vjp():
+@pytest.mark.parametrize("relu", [False, True])
+def test_the_backward_pass_equals_the_plain_formula_and_flaxs_vjp(relu):
     shape = (8, 5, 5, 6)
     x, dy = _input(shape), _input(shape, seed=4)
     scale, shift = jnp.linspace(0.5, 1.5, 6), jnp.linspace(-1.0, 1.0, 6)
-    y, mean, variance = onednn_batch_norm.batch_norm(x, scale, shift, EPSILON)
+    y, mean, variance = onednn_batch_norm.batch_norm(x, scale, shift, EPSILON, relu)
     np.testing.assert_allclose(mean, np.mean(np.asarray(x), axis=(0, 1, 2)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(variance, np.var(np.asarray(x), axis=(0, 1, 2)), rtol=1e-5, atol=1e-6)
 
     def flax_style(x, scale, shift):
         centred = x - jnp.mean(x, axis=(0, 1, 2))
-        return centred * jax.lax.rsqrt(jnp.mean(centred**2, axis=(0, 1, 2)) + EPSILON) * scale + shift
+        y = centred * jax.lax.rsqrt(jnp.mean(centred**2, axis=(0, 1, 2)) + EPSILON) * scale + shift
+        return nn.relu(y) if relu else y
 
     expected_y, vjp = jax.vjp(flax_style, x, scale, shift)
     np.testing.assert_allclose(y, expected_y, rtol=1e-5, atol=1e-5)
     expected = vjp(dy)
-    _, ours = jax.vjp(lambda *a: onednn_batch_norm.batch_norm(*a, EPSILON)[0], x, scale, shift)
-    reference = onednn_batch_norm.reference_backward(x, dy, mean, variance, scale, EPSILON)
+    _, ours = jax.vjp(lambda *a: onednn_batch_norm.batch_norm(*a, EPSILON, relu)[0], x, scale, shift)
+    reference = onednn_batch_norm.reference_backward(x, dy, mean, variance, scale, shift, EPSILON, relu)
     for got, formula, want in zip(ours(dy), reference, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(formula, want, rtol=1e-4, atol=1e-5)
 
 
-def test_a_gradient_penalty_second_derivative_equals_flaxs():
+@pytest.mark.parametrize("relu", [False, True])
+def test_a_gradient_penalty_second_derivative_equals_flaxs(relu):
     shape = (8, 4, 4, 3)
-    ours, flax_layer = _layers()
+    ours, flax_layer = _layers(relu=relu)
     variables, x = _trained_variables(shape), _input(shape)
     cotangent = _input(shape, seed=5)
 
     def penalty(layer):
         def input_gradient(x):
-            return jax.grad(lambda x: jnp.sum(layer.apply(variables, x, mutable=["batch_stats"])[0] * cotangent))(x)
+            return jax.grad(lambda x: jnp.sum(_apply(layer, variables, x, relu)[0] * cotangent))(x)
 
         return jax.grad(lambda x: jnp.sum(input_gradient(x) ** 2))(x)
 
@@ -163,3 +177,20 @@ def test_under_vmap_each_copy_is_normalised_on_its_own():
     batched, _ = jax.vmap(lambda x: ours.apply(variables, x, mutable=["batch_stats"]))(xs)
     for x, y in zip(xs, batched, strict=True):
         np.testing.assert_allclose(y, ours.apply(variables, x, mutable=["batch_stats"])[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("poisoned", ["input", "scale"])
+def test_a_nan_or_infinity_comes_out_as_nan_through_the_fused_relu(poisoned, dtype):
+    # max(NaN, 0) is 0 on x86: without care a fused ReLU would hide a diverged run from the loss check.
+    shape = (16, 4, 4, 8)
+    ours, flax_layer = _layers(relu=True)
+    variables, x = _trained_variables(shape), _input(shape, dtype)
+    if poisoned == "input":
+        x = x.at[3, 1, 2, 5].set(jnp.inf)
+    else:
+        variables["params"]["scale"] = variables["params"]["scale"].at[2].set(jnp.nan)
+    mine, _ = _apply(ours, variables, x, relu=True)
+    theirs, _ = _apply(flax_layer, variables, x, relu=True)
+    assert bool(jnp.isnan(theirs).any())
+    assert bool(jnp.isnan(mine).all())
