@@ -7,6 +7,7 @@ oneDNN's forward, backward-data and backward-weights primitives as XLA custom ca
 layouts (NHWC activations, HWIO kernels), in float32 or bfloat16 (oneDNN's bf16 kernels use AVX-512 BF16 where
 the processor has it; XLA:CPU 0.10's bf16 convolutions do not).
 
+The same library holds oneDNN's batch normalization (`onednn_batch_norm.cc`, called by `onednn_batch_norm.py`).
 The bridge is compiled on first use with the C++ compiler (`$CXX`, else g++) against the oneDNN wheel
 (`onednn-cpu-gomp`, a dependency) and jaxlib's FFI headers, and cached under ~/.cache/dl4cv_jax keyed by the
 source and versions, so a fresh clone builds it once (about 3 s). Where that cannot be done (no compiler, no
