@@ -61,6 +61,8 @@ from jax import lax
 
 from dl4cv_jax.fusion_barrier import always_true, kept_as_buffer
 from dl4cv_jax.models import onednn_conv
+from dl4cv_jax.models.onednn_conv import NHWC as _NHWC  # Flax's 2-D layout, as the names
+from dl4cv_jax.models.onednn_conv import Pads, Strides
 from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
 
 # Input channels up to which a stride-1 conv on CPU takes the tap-sum forward pass (0 turns it off).
@@ -80,10 +82,6 @@ USE_ONEDNN = True
 MIN_ONEDNN_MACS = 2**23
 # The layout Flax's nn.Conv asks for with 2-D kernels: NHWC inputs and outputs, HWIO kernels.
 _FLAX_2D = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
-_NHWC = ("NHWC", "HWIO", "NHWC")
-
-Pads = tuple[tuple[int, int], tuple[int, int]]
-Strides = tuple[int, int]
 
 # The paths whose convolutions (and gradients) XLA never fuses into: oneDNN custom calls, and the tap sum kept
 # as a buffer by its own conditional.

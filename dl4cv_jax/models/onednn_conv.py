@@ -56,8 +56,8 @@ _TARGETS = {
     "dl4cv_onednn_batch_norm_backward": "Dl4cvOnednnBatchNormBackward",
 }
 
-_NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes
-Pads = tuple[tuple[int, int], tuple[int, int]]
+NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes (models/conv.py uses it too)
+Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 Strides = tuple[int, int]
 
 
@@ -146,7 +146,7 @@ def geometry_sizes(
     lhs_shape: tuple[int, ...], rhs_shape: tuple[int, ...], strides: Strides, pads: Pads
 ) -> ctypes.Array:
     """The bridge's `Geometry` of an NHWC x HWIO convolution as its C functions take it (15 int64, in order)."""
-    out_h, out_w = lax.conv_general_shape_tuple(lhs_shape, rhs_shape, strides, pads, _NHWC)[1:3]
+    out_h, out_w = lax.conv_general_shape_tuple(lhs_shape, rhs_shape, strides, pads, NHWC)[1:3]
     (n, h, w, c), (kh, kw, _, o) = lhs_shape, rhs_shape
     (pt, pb), (pl, pr) = pads
     return (ctypes.c_int64 * 15)(n, h, w, c, o, kh, kw, out_h, out_w, *strides, pt, pl, pb, pr)
@@ -187,7 +187,7 @@ def _call(
 # differentiation (a gradient penalty, a Hessian-vector product) stays on oneDNN.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _forward(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads) -> jax.Array:
-    shape = tuple(int(d) for d in lax.conv_general_shape_tuple(lhs.shape, rhs.shape, strides, pads, _NHWC))
+    shape = tuple(int(d) for d in lax.conv_general_shape_tuple(lhs.shape, rhs.shape, strides, pads, NHWC))
     return _call("dl4cv_onednn_conv_forward", shape, lhs, rhs, strides, pads)
 
 
