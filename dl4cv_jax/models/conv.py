@@ -61,7 +61,7 @@ from jax import lax
 
 from dl4cv_jax.fusion_barrier import always_true, kept_as_buffer
 from dl4cv_jax.models import onednn_conv
-from dl4cv_jax.models.onednn_conv import NHWC as _NHWC  # Flax's 2-D layout, as the names
+from dl4cv_jax.models.onednn_conv import NHWC as _NHWC  # the names of Flax's 2-D layout
 from dl4cv_jax.models.onednn_conv import Pads, Strides
 from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
 
