@@ -28,9 +28,12 @@ TYPES = (jnp.float32, jnp.bfloat16)
 
 
 def applies(x: jax.Array) -> bool:
-    """Whether `batch_norm` can take `x`: NHWC or NC, float32 or bfloat16, and oneDNN available here (the CPU
-    backend on one device: a custom call has no sharding rule, so several devices keep Flax's BatchNorm)."""
-    return x.ndim in (2, 4) and x.dtype in TYPES and onednn_conv.available()
+    """Whether `batch_norm` can take `x`: NHWC or NC, float32 or bfloat16, oneDNN available here (the CPU backend
+    on one device: a custom call has no sharding rule, so several devices keep Flax's BatchNorm), and a oneDNN
+    implementation for its shape and type on this processor."""
+    if not (x.ndim in (2, 4) and x.dtype in TYPES and onednn_conv.available()):
+        return False
+    return workspace_bytes(tuple(x.shape), jnp.dtype(x.dtype).name) >= 0
 
 
 def _channels(x: jax.Array) -> jax.ShapeDtypeStruct:
@@ -39,14 +42,12 @@ def _channels(x: jax.Array) -> jax.ShapeDtypeStruct:
 
 @functools.cache
 def workspace_bytes(shape: tuple[int, ...], dtype: str) -> int:
-    """The size of the ReLU mask oneDNN's fused BatchNorm + ReLU writes for an NHWC or NC input."""
+    """The size of the ReLU mask oneDNN's fused BatchNorm + ReLU writes for an NHWC or NC input; -1 where oneDNN
+    has no implementation of it for that shape and type on this processor (`applies` then says no)."""
     n, h, w, c = shape if len(shape) == 4 else (shape[0], 1, 1, shape[1])
     function = onednn_conv._library().Dl4cvOnednnBatchNormWorkspaceBytes
     function.restype = ctypes.c_int64
-    size = function(*(ctypes.c_int64(d) for d in (n, h, w, c)), int(dtype == "bfloat16"))
-    if size < 0:
-        raise ValueError(f"oneDNN has no fused BatchNorm + ReLU for {shape} in {dtype}")
-    return size
+    return function(*(ctypes.c_int64(d) for d in (n, h, w, c)), int(dtype == "bfloat16"))
 
 
 def _workspace(x: jax.Array, relu: bool) -> jax.ShapeDtypeStruct:

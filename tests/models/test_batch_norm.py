@@ -194,3 +194,16 @@ def test_a_nan_or_infinity_comes_out_as_nan_through_the_fused_relu(poisoned, dty
     theirs, _ = _apply(flax_layer, variables, x, relu=True)
     assert bool(jnp.isnan(theirs).any())
     assert bool(jnp.isnan(mine).all())
+
+
+def test_a_shape_onednn_cannot_take_runs_flaxs_layer(monkeypatch):
+    # On a processor where oneDNN has no implementation (the workspace query says -1), training must not fail.
+    x = _input((16, 8, 8, 16))
+    monkeypatch.setattr(onednn_batch_norm, "workspace_bytes", lambda shape, dtype: -1)
+    assert not onednn_batch_norm.applies(x)
+    ours, flax_layer = _layers(relu=True)
+    variables = ours.init(jax.random.key(0), x)
+    hlo = jax.jit(lambda x: _apply(ours, variables, x, relu=True)[0]).lower(x).compile().as_text()
+    assert "dl4cv_onednn_batch_norm" not in hlo
+    mine, theirs = _apply(ours, variables, x, relu=True)[0], _apply(flax_layer, variables, x, relu=True)[0]
+    np.testing.assert_array_equal(mine, theirs)
