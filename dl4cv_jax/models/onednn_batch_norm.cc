@@ -15,21 +15,21 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "onednn_bridge.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
 
 namespace {
+
+using namespace dl4cv_onednn;  // Engine, UserScratchpad, ThreadStream, ThreadScratchpad, Cached
 
 // One normalization's sizes, element type, epsilon (its bits, to be a map key) and whether a ReLU follows it
 // (oneDNN's fuse_norm_relu: the forward pass also writes a bit mask, its workspace, for the backward pass).
@@ -46,22 +46,11 @@ std::vector<int64_t> Key(bool backward, const Shape& s) {
   return {backward, s.n, s.h, s.w, s.c, static_cast<int64_t>(s.type), epsilon_bits, s.relu};
 }
 
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
 memory::desc Activations(const Shape& s) {
   return memory::desc({s.n, s.c, s.h, s.w}, s.type, memory::format_tag::nhwc);
 }
 
 memory::desc Channels(const Shape& s) { return memory::desc({s.c}, memory::data_type::f32, memory::format_tag::a); }
-
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
 
 dnnl::normalization_flags Flags(const Shape& s) {
   const auto affine = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
@@ -93,29 +82,15 @@ Plan Build(bool backward, const Shape& s) {
 }
 
 std::shared_ptr<const Plan> CachedPlan(bool backward, const Shape& s) {
-  static std::mutex mutex;
-  static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
-  const auto key = Key(backward, s);
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto found = plans.find(key);
-    if (found != plans.end()) return found->second;
-  }
-  auto plan = std::make_shared<const Plan>(Build(backward, s));  // outside the lock: oneDNN JIT-compiles
-  std::lock_guard<std::mutex> lock(mutex);
-  return plans.emplace(key, plan).first->second;
+  return Cached<Plan>(Key(backward, s), [&] { return Build(backward, s); });
 }
 
-// Runs `plan` with `arguments` on this thread's stream and scratch buffer (XLA may run two at once).
+// Runs `plan` with `arguments` on this thread's stream and scratchpad.
 void Execute(const Plan& plan, std::unordered_map<int, memory> arguments) {
-  thread_local std::unique_ptr<dnnl::stream> stream;
-  thread_local std::vector<char> scratch;
-  if (!stream) stream = std::make_unique<dnnl::stream>(Engine());
-  if (scratch.size() < plan.scratchpad_bytes) scratch.resize(plan.scratchpad_bytes);
-  const memory::desc bytes({static_cast<int64_t>(plan.scratchpad_bytes)}, memory::data_type::u8, memory::format_tag::a);
-  arguments.emplace(DNNL_ARG_SCRATCHPAD, memory(bytes, Engine(), scratch.data()));
-  plan.primitive.execute(*stream, arguments);
-  stream->wait();
+  arguments.emplace(DNNL_ARG_SCRATCHPAD, ThreadScratchpad(plan.scratchpad_bytes));
+  dnnl::stream& stream = ThreadStream();
+  plan.primitive.execute(stream, arguments);
+  stream.wait();
 }
 
 // The shape of `x` (NHWC or NC) with its type into `shape`, or an error naming what is wrong.

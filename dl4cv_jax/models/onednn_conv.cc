@@ -16,13 +16,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "onednn_bridge.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -30,6 +29,8 @@ using dnnl::memory;
 using Dims = ffi::Span<const int64_t>;
 
 namespace {
+
+using namespace dl4cv_onednn;  // Engine, UserScratchpad, ThreadStream, ThreadScratch(pad), Cached
 
 enum class Direction { kForward, kInputGradient, kKernelGradient };
 
@@ -44,11 +45,6 @@ std::vector<int64_t> Key(Direction direction, const Geometry& g, bool direct) {
           g.sh, g.sw, g.pt, g.pl, g.pb, g.pr, static_cast<int64_t>(g.type)};
 }
 
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
 memory::desc Input(const Geometry& g) {
   return memory::desc({g.n, g.c, g.h, g.w}, g.type, memory::format_tag::nhwc);
 }
@@ -59,12 +55,6 @@ memory::desc Output(const Geometry& g) {
 
 memory::desc Kernel(const Geometry& g, memory::format_tag tag) {
   return memory::desc({g.o, g.c, g.kh, g.kw}, g.type, tag);
-}
-
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
 }
 
 dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
@@ -209,25 +199,7 @@ std::string KernelName(Direction direction, const Geometry& g, bool with_rule) {
 }
 
 std::shared_ptr<const Plan> CachedPlan(Direction direction, const Geometry& g, bool direct) {
-  static std::mutex mutex;
-  static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
-  const auto key = Key(direction, g, direct);
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto found = plans.find(key);
-    if (found != plans.end()) return found->second;
-  }
-  // Built outside the lock: oneDNN's JIT compilation is slow.
-  auto plan = std::make_shared<const Plan>(Build(direction, g, direct));
-  std::lock_guard<std::mutex> lock(mutex);
-  return plans.emplace(key, plan).first->second;
-}
-
-// Per-thread scratch buffers, grown as needed and kept.
-void* ThreadScratch(int slot, size_t bytes) {
-  thread_local std::vector<char> buffers[2];
-  if (buffers[slot].size() < bytes) buffers[slot].resize(bytes);
-  return buffers[slot].data();
+  return Cached<Plan>(Key(direction, g, direct), [&] { return Build(direction, g, direct); });
 }
 
 void Run(Direction direction, const Geometry& g, void* activations, void* kernel, void* gradient,
@@ -235,17 +207,13 @@ void Run(Direction direction, const Geometry& g, void* activations, void* kernel
   // activations: the input (forward, kernel gradient) or its gradient (input gradient); gradient: the output
   // (forward) or its gradient.
   const auto plan = CachedPlan(direction, g, Direct(direction, g, with_rule));
-  thread_local std::unique_ptr<dnnl::stream> stream_holder;
-  if (!stream_holder) stream_holder = std::make_unique<dnnl::stream>(Engine());
-  dnnl::stream& stream = *stream_holder;
+  dnnl::stream& stream = ThreadStream();
 
   memory x(Input(g), Engine(), activations);
   memory y(Output(g), Engine(), gradient);
   memory hwio(Kernel(g, memory::format_tag::hwio), Engine(), kernel);
   memory own = plan->reorders ? memory(plan->kernel, Engine(), ThreadScratch(0, plan->kernel.get_size())) : hwio;
-  memory scratchpad(memory::desc({static_cast<int64_t>(plan->scratchpad_bytes)}, memory::data_type::u8,
-                                 memory::format_tag::a),
-                    Engine(), ThreadScratch(1, plan->scratchpad_bytes));
+  memory scratchpad = ThreadScratchpad(plan->scratchpad_bytes);
 
   if (direction != Direction::kKernelGradient && plan->reorders) plan->reorder.execute(stream, hwio, own);
   switch (direction) {

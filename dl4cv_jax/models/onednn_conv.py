@@ -44,8 +44,10 @@ KERNELS_SWITCH = "DL4CV_ONEDNN_KERNELS"
 KERNEL_CHOICES = ("default", "first")  # the bridge's rule; oneDNN's first choice everywhere
 DIRECTIONS = ("forward", "input_gradient", "kernel_gradient")  # the .cc's Direction, in order
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
-# Compiled into the same library: oneDNN's batch normalization (models/onednn_batch_norm.py calls it).
+# Compiled into the same library: oneDNN's batch normalization (models/onednn_batch_norm.py calls it); both
+# include HEADER (engine, streams, scratch, plan cache), which the library's digest covers too.
 SOURCES = (SOURCE, Path(__file__).with_name("onednn_batch_norm.cc"))
+HEADER = Path(__file__).with_name("onednn_bridge.h")
 _WHEEL, _HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 # XLA custom-call target name -> symbol in the compiled library.
 _TARGETS = {
@@ -89,7 +91,7 @@ def build_library() -> Path:
     library_dir = _installed_file(_WHEEL, "/libdnnl.so").parent
     include_dir = _installed_file(_HEADERS, "/oneapi/dnnl/dnnl.hpp").parents[2]
     versions = [importlib.metadata.version(name) for name in ("jaxlib", _WHEEL, _HEADERS)]
-    sources = b"".join(source.read_bytes() for source in SOURCES)
+    sources = b"".join(path.read_bytes() for path in (*SOURCES, HEADER))
     digest = hashlib.sha256(sources + repr((compiler, versions, sys.platform)).encode()).hexdigest()[:16]
     target = _cache_dir() / f"onednn_conv-{digest}.so"
     if target.exists():
