@@ -12,7 +12,9 @@ process in four or five that struck buffers every step: 22,181 faults per ResNet
 and 837.7 img/s against 1,067.8-1,207.6 for the same step in five other processes. `dirty_decay_ms:-1` and
 `muzzy_decay_ms:-1` keep freed pages for the life of the process (its resident memory stays at its peak, as a
 training process's does anyway): six processes then ran at 1,111.0-1,165.3 img/s with 2,274-2,609 faults per
-step. The figures, and the speed-ups, are in benchmarks/RESULTS.md.
+step (counted from outside by a harness since replaced; `getrusage` inside the process, as
+benchmarks/step_server.py counts now, gives 0.1-1.4 per step). The figures, and the speed-ups, are in
+benchmarks/RESULTS.md.
 
 The allocator must be in place before the process starts (LD_PRELOAD), so `restart_under_jemalloc` runs the
 same command line again, once, in a new process image (`os.execv`): the restarted process finds jemalloc already
