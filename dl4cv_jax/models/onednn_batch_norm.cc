@@ -38,12 +38,13 @@ struct Shape {
   memory::data_type type;
   float epsilon;
   bool relu;
+  int threads = MaxThreads();  // the OpenMP threads it runs on (ClampedThreads of the call's attribute)
 };
 
 std::vector<int64_t> Key(bool backward, const Shape& s) {
   uint32_t epsilon_bits;
   std::memcpy(&epsilon_bits, &s.epsilon, sizeof epsilon_bits);
-  return {backward, s.n, s.h, s.w, s.c, static_cast<int64_t>(s.type), epsilon_bits, s.relu};
+  return {backward, s.threads, s.n, s.h, s.w, s.c, static_cast<int64_t>(s.type), epsilon_bits, s.relu};
 }
 
 memory::desc Activations(const Shape& s) {
@@ -93,8 +94,8 @@ void Execute(const Plan& plan, std::unordered_map<int, memory> arguments) {
   stream.wait();
 }
 
-// The shape of `x` (NHWC or NC) with its type into `shape`, or an error naming what is wrong.
-ffi::Error ShapeOf(const ffi::AnyBuffer& x, float epsilon, bool relu, Shape& shape) {
+// The shape of `x` (NHWC or NC) with its type and threads into `shape`, or an error naming what is wrong.
+ffi::Error ShapeOf(const ffi::AnyBuffer& x, float epsilon, bool relu, int64_t threads, Shape& shape) {
   const auto d = x.dimensions();
   if (d.size() != 4 && d.size() != 2) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_batch_norm: expects NHWC or NC activations");
@@ -103,8 +104,8 @@ ffi::Error ShapeOf(const ffi::AnyBuffer& x, float epsilon, bool relu, Shape& sha
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_batch_norm: expects float32 or bfloat16");
   }
   const auto type = x.element_type() == ffi::DataType::F32 ? memory::data_type::f32 : memory::data_type::bf16;
-  shape = d.size() == 2 ? Shape{d[0], 1, 1, d[1], type, epsilon, relu}
-                        : Shape{d[0], d[1], d[2], d[3], type, epsilon, relu};
+  shape = d.size() == 2 ? Shape{d[0], 1, 1, d[1], type, epsilon, relu, ClampedThreads(threads)}
+                        : Shape{d[0], d[1], d[2], d[3], type, epsilon, relu, ClampedThreads(threads)};
   return ffi::Error::Success();
 }
 
@@ -144,10 +145,11 @@ void PropagateNan(const Shape& s, const float* mean, const float* variance, cons
 ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::F32> shift,
                        ffi::Result<ffi::AnyBuffer> y, ffi::ResultBuffer<ffi::F32> mean,
                        ffi::ResultBuffer<ffi::F32> variance, ffi::ResultBuffer<ffi::U8> workspace, float epsilon,
-                       bool relu) {
+                       bool relu, int64_t threads) {
   Shape s;
-  if (auto error = ShapeOf(x, epsilon, relu, s); error.failure()) return error;
+  if (auto error = ShapeOf(x, epsilon, relu, threads, s); error.failure()) return error;
   return Guarded([&] {
+    const ThreadLimit limit(s.threads);
     const auto plan = CachedPlan(false, s);
     std::unordered_map<int, memory> arguments{
         {DNNL_ARG_SRC, memory(Activations(s), Engine(), x.untyped_data())},
@@ -166,13 +168,15 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> scale, ffi::Buffe
 ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::F32> mean,
                         ffi::Buffer<ffi::F32> variance, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::U8> workspace,
                         ffi::Result<ffi::AnyBuffer> dx, ffi::ResultBuffer<ffi::F32> dscale,
-                        ffi::ResultBuffer<ffi::F32> dshift, float epsilon, bool relu) {
+                        ffi::ResultBuffer<ffi::F32> dshift, float epsilon, bool relu,
+                        int64_t threads) {
   Shape s;
-  if (auto error = ShapeOf(x, epsilon, relu, s); error.failure()) return error;
+  if (auto error = ShapeOf(x, epsilon, relu, threads, s); error.failure()) return error;
   if (dy.element_type() != x.element_type() || dx->element_type() != x.element_type()) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_batch_norm: x, dy and dx differ in type");
   }
   return Guarded([&] {
+    const ThreadLimit limit(s.threads);
     const auto plan = CachedPlan(true, s);
     std::unordered_map<int, memory> arguments{
         {DNNL_ARG_SRC, memory(Activations(s), Engine(), x.untyped_data())},
@@ -211,7 +215,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnBatchNormForward, ForwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::U8>>()
                                   .Attr<float>("epsilon")
-                                  .Attr<bool>("relu"));
+                                  .Attr<bool>("relu")
+                                  .Attr<int64_t>("threads"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnBatchNormBackward, BackwardImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
@@ -224,4 +229,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnBatchNormBackward, BackwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<float>("epsilon")
-                                  .Attr<bool>("relu"));
+                                  .Attr<bool>("relu")
+                                  .Attr<int64_t>("threads"));

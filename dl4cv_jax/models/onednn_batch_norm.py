@@ -25,6 +25,11 @@ from jax import lax
 from dl4cv_jax.models import onednn_conv
 
 TYPES = (jnp.float32, jnp.bfloat16)
+# One OpenMP thread per this many activations (`onednn_conv.openmp_threads`). Smaller BatchNorms run on the calling
+# XLA thread alone: the digits CNN's layers (32x8x8x32, 65,536 values) made its train step 3x slower on two
+# threads (246-265 steps/s against 720-741 on one, 2-core CPU). ResNet-20's (524,288 to 2,097,152) keep both;
+# one thread was no faster there (1,142-1,240 against 1,224-1,255 img/s in float32).
+ELEMENTS_PER_THREAD = 250_000
 
 
 def applies(x: jax.Array) -> bool:
@@ -55,11 +60,15 @@ def _workspace(x: jax.Array, relu: bool) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((size,), jnp.uint8)
 
 
+def _threads(x: jax.Array) -> np.int64:
+    return np.int64(onednn_conv.openmp_threads(x.size, ELEMENTS_PER_THREAD))
+
+
 def _forward_call(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float, relu: bool):
     onednn_conv.available()  # registers the custom calls on first use
     results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x), _workspace(x, relu))
     call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_forward", results, vmap_method="sequential")
-    return call(x, scale, shift, epsilon=np.float32(epsilon), relu=relu)
+    return call(x, scale, shift, epsilon=np.float32(epsilon), relu=relu, threads=_threads(x))
 
 
 def reference_backward(x, dy, mean, variance, scale, shift, epsilon: float, relu: bool = False):
@@ -84,7 +93,10 @@ def _backward(x, dy, mean, variance, scale, shift, workspace, epsilon: float, re
     onednn_conv.available()
     results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x))
     call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_backward", results, vmap_method="sequential")
-    return call(x, dy.astype(x.dtype), mean, variance, scale, workspace, epsilon=np.float32(epsilon), relu=relu)
+    return call(
+        x, dy.astype(x.dtype), mean, variance, scale, workspace, epsilon=np.float32(epsilon), relu=relu,
+        threads=_threads(x),
+    )  # fmt: skip
 
 
 def _backward_fwd(x, dy, mean, variance, scale, shift, workspace, epsilon: float, relu: bool):

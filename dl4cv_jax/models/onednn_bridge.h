@@ -1,9 +1,11 @@
 // What the oneDNN custom calls (onednn_conv.cc, onednn_batch_norm.cc; one library, built by onednn_conv.py)
 // share: one engine, primitives that take their scratchpad from the caller, a stream and scratch buffers per
-// calling thread (XLA may run two custom calls at once), and a cache of built primitives.
+// calling thread (XLA may run two custom calls at once), a cache of built primitives, and the number of OpenMP
+// threads each call runs on.
 
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -12,7 +14,36 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 
+extern "C" int omp_get_max_threads();
+extern "C" void omp_set_num_threads(int);
+
 namespace dl4cv_onednn {
+
+// The OpenMP threads oneDNN may use (OMP_NUM_THREADS, else one per core), read once.
+inline int MaxThreads() {
+  static const int threads = omp_get_max_threads();
+  return threads;
+}
+
+// A call's `threads` attribute (the Python side's rule: one per so much work) as the count it runs on: at least
+// one, at most MaxThreads().
+inline int ClampedThreads(int64_t requested) {
+  return static_cast<int>(std::clamp<int64_t>(requested, 1, MaxThreads()));
+}
+
+// While alive, oneDNN primitives built or run on this thread use `threads` OpenMP threads. It is an OpenMP
+// setting of the calling thread only (XLA's other threads are untouched), and a primitive must run on the count
+// it was built for, so the plan caches' keys hold it.
+class ThreadLimit {
+ public:
+  explicit ThreadLimit(int threads) : saved_(omp_get_max_threads()) { omp_set_num_threads(threads); }
+  ~ThreadLimit() { omp_set_num_threads(saved_); }
+  ThreadLimit(const ThreadLimit&) = delete;
+  ThreadLimit& operator=(const ThreadLimit&) = delete;
+
+ private:
+  int saved_;
+};
 
 inline dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);

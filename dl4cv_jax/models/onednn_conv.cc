@@ -38,10 +38,11 @@ enum class Direction { kForward, kInputGradient, kKernelGradient };
 struct Geometry {
   int64_t n, h, w, c, o, kh, kw, ho, wo, sh, sw, pt, pl, pb, pr;
   memory::data_type type;
+  int threads = MaxThreads();  // the OpenMP threads it runs on (ClampedThreads of the call's attribute)
 };
 
 std::vector<int64_t> Key(Direction direction, const Geometry& g, bool direct) {
-  return {static_cast<int64_t>(direction), direct, g.n, g.h, g.w, g.c, g.o, g.kh, g.kw, g.ho, g.wo,
+  return {static_cast<int64_t>(direction), direct, g.threads, g.n, g.h, g.w, g.c, g.o, g.kh, g.kw, g.ho, g.wo,
           g.sh, g.sw, g.pt, g.pl, g.pb, g.pr, static_cast<int64_t>(g.type)};
 }
 
@@ -206,6 +207,7 @@ void Run(Direction direction, const Geometry& g, void* activations, void* kernel
          bool with_rule = true) {
   // activations: the input (forward, kernel gradient) or its gradient (input gradient); gradient: the output
   // (forward) or its gradient.
+  const ThreadLimit limit(g.threads);
   const auto plan = CachedPlan(direction, g, Direct(direction, g, with_rule));
   dnnl::stream& stream = ThreadStream();
 
@@ -235,7 +237,7 @@ void Run(Direction direction, const Geometry& g, void* activations, void* kernel
 }
 
 ffi::Error Convolve(Direction direction, Dims activations, Dims kernel, Dims outputs, Dims strides, Dims padding,
-                    ffi::DataType type, void* x, void* k, void* y) {
+                    int64_t threads, ffi::DataType type, void* x, void* k, void* y) {
   if (activations.size() != 4 || kernel.size() != 4 || outputs.size() != 4 || strides.size() != 2 ||
       padding.size() != 4) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
@@ -247,7 +249,8 @@ ffi::Error Convolve(Direction direction, Dims activations, Dims kernel, Dims out
   const Geometry g{activations[0], activations[1], activations[2], activations[3], kernel[3],
                    kernel[0],      kernel[1],      outputs[1],     outputs[2],     strides[0],
                    strides[1],     padding[0],     padding[2],     padding[1],     padding[3],
-                   type == ffi::DataType::F32 ? memory::data_type::f32 : memory::data_type::bf16};
+                   type == ffi::DataType::F32 ? memory::data_type::f32 : memory::data_type::bf16,
+                   ClampedThreads(threads)};
   try {
     Run(direction, g, x, k, y);
   } catch (const dnnl::error& error) {
@@ -264,24 +267,25 @@ ffi::Error SameTypes(const ffi::AnyBuffer& a, const ffi::AnyBuffer& b, ffi::Data
 }
 
 // padding: [top, bottom, left, right], as lax.conv_general_dilated's ((top, bottom), (left, right)).
-ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer k, ffi::Result<ffi::AnyBuffer> y, Dims strides, Dims padding) {
+ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer k, ffi::Result<ffi::AnyBuffer> y, Dims strides, Dims padding,
+                       int64_t threads) {
   if (auto error = SameTypes(x, k, y->element_type()); error.failure()) return error;
   return Convolve(Direction::kForward, x.dimensions(), k.dimensions(), y->dimensions(), strides, padding,
-                  x.element_type(), x.untyped_data(), k.untyped_data(), y->untyped_data());
+                  threads, x.element_type(), x.untyped_data(), k.untyped_data(), y->untyped_data());
 }
 
 ffi::Error InputGradientImpl(ffi::AnyBuffer g, ffi::AnyBuffer k, ffi::Result<ffi::AnyBuffer> dx, Dims strides,
-                             Dims padding) {
+                             Dims padding, int64_t threads) {
   if (auto error = SameTypes(g, k, dx->element_type()); error.failure()) return error;
   return Convolve(Direction::kInputGradient, dx->dimensions(), k.dimensions(), g.dimensions(), strides, padding,
-                  g.element_type(), dx->untyped_data(), k.untyped_data(), g.untyped_data());
+                  threads, g.element_type(), dx->untyped_data(), k.untyped_data(), g.untyped_data());
 }
 
 ffi::Error KernelGradientImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::Result<ffi::AnyBuffer> dk, Dims strides,
-                              Dims padding) {
+                              Dims padding, int64_t threads) {
   if (auto error = SameTypes(x, g, dk->element_type()); error.failure()) return error;
   return Convolve(Direction::kKernelGradient, x.dimensions(), dk->dimensions(), g.dimensions(), strides, padding,
-                  x.element_type(), x.untyped_data(), dk->untyped_data(), g.untyped_data());
+                  threads, x.element_type(), x.untyped_data(), dk->untyped_data(), g.untyped_data());
 }
 
 // The 15 fields of Geometry in order, from ctypes.
@@ -328,14 +332,15 @@ extern "C" int Dl4cvOnednnConvTime(int direction, const int64_t* sizes, int bflo
   }
 }
 
-// Two operands and a result of one type (float32 or bfloat16), the strides and the pads.
+// Two operands and a result of one type (float32 or bfloat16), the strides, the pads and the OpenMP threads.
 #define DL4CV_CONV_BINDING                                                              \
   ffi::Ffi::Bind()                                                                     \
       .Arg<ffi::AnyBuffer>()                                                           \
       .Arg<ffi::AnyBuffer>()                                                           \
       .Ret<ffi::AnyBuffer>()                                                           \
       .Attr<Dims>("strides")                                                           \
-      .Attr<Dims>("padding")
+      .Attr<Dims>("padding")                                                           \
+      .Attr<int64_t>("threads")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnConvForward, ForwardImpl, DL4CV_CONV_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Dl4cvOnednnConvInputGradient, InputGradientImpl, DL4CV_CONV_BINDING);

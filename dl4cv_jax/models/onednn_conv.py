@@ -18,12 +18,16 @@ Which oneDNN kernel runs: oneDNN's first choice, except on 32 or fewer channels,
 measured faster than its brgemm one for some passes (`PreferDirectKernel` in the .cc; `kernel_name` says which
 a layer gets). The rule is fixed, not timed at run time, so runs stay bit-identical. `DL4CV_ONEDNN_KERNELS=first`
 keeps oneDNN's first choice everywhere, to compare.
+
+How many threads: each call asks for one OpenMP thread per `MACS_PER_THREAD` multiply-adds (BatchNorm: per
+`onednn_batch_norm.ELEMENTS_PER_THREAD` values), so small passes run on the XLA thread that calls them.
 """
 
 import ctypes
 import functools
 import hashlib
 import importlib.metadata
+import math
 import os
 import platform
 import shutil
@@ -58,6 +62,15 @@ _TARGETS = {
     "dl4cv_onednn_batch_norm_backward": "Dl4cvOnednnBatchNormBackward",
 }
 
+# One OpenMP thread per this many multiply-adds of a convolution pass, at least one, at most OMP_NUM_THREADS or
+# the cores (the .cc clamps). Below twice this, a pass runs on the calling XLA thread alone: oneDNN's fork and
+# join, and its threads spinning against XLA's, cost more there than a second core gives. On the 2-core CPU
+# (benchmarks/RESULTS.md), LeNet's train step (15M and 31M multiply-adds) went from 31,631.7 and 31,714.1 to
+# 40,007.9 and 39,657.3 img/s in float32 and from 32,700.9 and 30,889.4 to 45,153.6 and 46,307.9 in bfloat16,
+# and the digits CNN's evaluation at batch 32 from 59,716.5 and 46,554.8 to 78,961.0 and 75,133.2; ResNet-20
+# (57M-302M) keeps both threads, being slower with one (1,253.5 and 1,210.9 against 1,297.7 and 1,308.2 img/s
+# in float32 with its 151M convs on one).
+MACS_PER_THREAD = 20_000_000
 NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes (models/conv.py uses it too)
 Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 Strides = tuple[int, int]
@@ -102,7 +115,7 @@ def build_library() -> Path:
         command = [
             compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
             f"-I{jax.ffi.include_dir()}", f"-I{include_dir}", *map(str, SOURCES),
-            f"-L{library_dir}", "-ldnnl", f"-Wl,-rpath,{library_dir}", "-o", str(built),
+            f"-L{library_dir}", "-ldnnl", "-lgomp", f"-Wl,-rpath,{library_dir}", "-o", str(built),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
@@ -175,14 +188,32 @@ def kernel_name(
     return name.value.decode()
 
 
+def openmp_threads(work: int, work_per_thread: int) -> int:
+    """The OpenMP threads a oneDNN call asks for: one per `work_per_thread` of its `work`, at least one (the
+    bridge clamps it to the threads OpenMP has). Fixed by the shapes, so a run's sums keep their order."""
+    return max(1, work // work_per_thread)
+
+
 def _call(
-    target: str, result_shape: tuple[int, ...], first: jax.Array, second: jax.Array, strides: Strides, pads: Pads
+    target: str,
+    result_shape: tuple[int, ...],
+    first: jax.Array,
+    second: jax.Array,
+    strides: Strides,
+    pads: Pads,
+    macs: int,
 ):
     if not available():  # also registers the custom calls on first use
         raise RuntimeError(f"oneDNN convolutions are not available here ({SWITCH}, backend, devices or build)")
     call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(result_shape, first.dtype), vmap_method="sequential")
     padding = np.array([p for pair in pads for p in pair], np.int64)  # top, bottom, left, right
-    return call(first, second, strides=np.array(strides, np.int64), padding=padding)
+    threads = np.int64(openmp_threads(macs, MACS_PER_THREAD))
+    return call(first, second, strides=np.array(strides, np.int64), padding=padding, threads=threads)
+
+
+def multiply_adds(output_shape: tuple[int, ...], rhs_shape: tuple[int, ...]) -> int:
+    """A convolution pass's multiply-adds: every output element sums kernel height x width x input channels."""
+    return math.prod(output_shape) * math.prod(rhs_shape[:3])
 
 
 # The three are linear in each operand and each one's gradient is made of the other two, so every order of
@@ -190,7 +221,7 @@ def _call(
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _forward(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads) -> jax.Array:
     shape = tuple(int(d) for d in lax.conv_general_shape_tuple(lhs.shape, rhs.shape, strides, pads, NHWC))
-    return _call("dl4cv_onednn_conv_forward", shape, lhs, rhs, strides, pads)
+    return _call("dl4cv_onednn_conv_forward", shape, lhs, rhs, strides, pads, multiply_adds(shape, rhs.shape))
 
 
 def _forward_bwd(strides: Strides, pads: Pads, operands: tuple[jax.Array, jax.Array], cotangent: jax.Array):
@@ -203,7 +234,8 @@ def _forward_bwd(strides: Strides, pads: Pads, operands: tuple[jax.Array, jax.Ar
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads, lhs_shape: tuple[int, ...]):
-    return _call("dl4cv_onednn_conv_input_gradient", lhs_shape, g, rhs, strides, pads)
+    macs = multiply_adds(g.shape, rhs.shape)
+    return _call("dl4cv_onednn_conv_input_gradient", lhs_shape, g, rhs, strides, pads, macs)
 
 
 def _input_gradient_bwd(strides: Strides, pads: Pads, lhs_shape, operands, cotangent: jax.Array):
@@ -213,7 +245,8 @@ def _input_gradient_bwd(strides: Strides, pads: Pads, lhs_shape, operands, cotan
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _kernel_gradient(lhs: jax.Array, g: jax.Array, strides: Strides, pads: Pads, rhs_shape: tuple[int, ...]):
-    return _call("dl4cv_onednn_conv_kernel_gradient", rhs_shape, lhs, g, strides, pads)
+    macs = multiply_adds(g.shape, rhs_shape)
+    return _call("dl4cv_onednn_conv_kernel_gradient", rhs_shape, lhs, g, strides, pads, macs)
 
 
 def _kernel_gradient_bwd(strides: Strides, pads: Pads, rhs_shape, operands, cotangent: jax.Array):

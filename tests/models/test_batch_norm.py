@@ -72,9 +72,11 @@ def test_the_variables_are_flaxs_names_shapes_types_and_initial_values(shape):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("elements_per_thread", [10**18, 1], ids=["one_thread", "every_thread"])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("shape", [(16, 8, 8, 16), (32, 12)])
-def test_training_output_statistics_and_gradients_equal_flaxs_in_float32(shape, relu):
+def test_training_output_statistics_and_gradients_equal_flaxs_in_float32(shape, relu, elements_per_thread, monkeypatch):
+    monkeypatch.setattr(onednn_batch_norm, "ELEMENTS_PER_THREAD", elements_per_thread)
     ours, flax_layer = _layers(relu=relu)
     variables, x = _trained_variables(shape), _input(shape)
     cotangent = _input(shape, seed=3)

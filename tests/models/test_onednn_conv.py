@@ -2,6 +2,7 @@
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import warnings
@@ -48,7 +49,9 @@ def test_the_bridge_builds_and_registers_on_this_cpu():
         ((1, 15, 13, 3), (7, 7), (2, 2), ((3, 3), (3, 3))),  # ResNet-50's stem, one image
     ],
 )
-def test_value_and_both_gradients_equal_xla_convolution(shape, kernel, strides, pads):
+@pytest.mark.parametrize("macs_per_thread", [10**18, 1], ids=["one_thread", "every_thread"])
+def test_value_and_both_gradients_equal_xla_convolution(shape, kernel, strides, pads, macs_per_thread, monkeypatch):
+    monkeypatch.setattr(onednn_conv, "MACS_PER_THREAD", macs_per_thread)
     keys = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(keys[0], shape)
     w = jax.random.normal(keys[1], (*kernel, shape[3], 7)) * 0.3
@@ -60,6 +63,56 @@ def test_value_and_both_gradients_equal_xla_convolution(shape, kernel, strides, 
     got_dw = jax.jit(onednn_conv.kernel_gradient, static_argnums=(2, 3))(g, w, strides, pads, x)
     np.testing.assert_allclose(got_dx, dx, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got_dw, dw, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("lhs", "rhs", "strides", "pads"),
+    [
+        ((128, 14, 14, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0))),  # LeNet's conv2
+        ((128, 34, 34, 16), (3, 3, 16, 16), (1, 1), ((0, 0), (0, 0))),  # ResNet-20's first stage, pre-padded
+        ((8, 9, 9, 4), (3, 3, 4, 5), (2, 2), ((0, 0), (0, 0))),
+    ],
+)
+def test_a_convolutions_multiply_adds_are_half_xlas_flop_count(lhs, rhs, strides, pads):
+    # Unpadded: XLA leaves the taps that fall on padding out of its count, the rule counts every tap.
+    xla = jax.jit(lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC))
+    flops = xla.lower(jnp.ones(lhs), jnp.ones(rhs)).cost_analysis()["flops"]
+    out = lax.conv_general_shape_tuple(lhs, rhs, strides, pads, _NHWC)
+    assert onednn_conv.multiply_adds(out, rhs) == flops / 2
+
+
+def test_small_passes_ask_for_one_thread_and_large_ones_for_one_per_macs_per_thread():
+    assert onednn_conv.openmp_threads(30_720_000, 20_000_000) == 1  # LeNet's conv2: on the calling thread
+    assert onednn_conv.openmp_threads(0, 20_000_000) == 1
+    assert onednn_conv.openmp_threads(301_989_888, 20_000_000) == 15  # the bridge clamps it to OpenMP's threads
+
+
+def test_each_pass_carries_its_thread_count_to_the_bridge():
+    def threads_attributes(lhs_shape, rhs_shape):
+        x, w = jnp.ones(lhs_shape), jnp.ones(rhs_shape)
+        f = jax.jit(lambda x, w: jnp.sum(onednn_conv.forward(x, w, (1, 1), ((1, 1), (1, 1))) ** 2))
+        text = jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
+        return [int(n) for n in re.findall(r"@dl4cv_onednn_conv_\w+\(.*threads = (\d+) : i64", text)]
+
+    small, large = (2, 8, 8, 4), (128, 32, 32, 16)
+    assert threads_attributes(small, (3, 3, 4, 4)) == [1, 1, 1]  # forward, input and kernel gradients
+    assert threads_attributes(large, (3, 3, 16, 16)) == [15, 15, 15]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to tell one thread from all")
+@pytest.mark.parametrize("macs_per_thread", [10**18, 1], ids=["one_thread", "every_thread"])
+def test_onednn_runs_a_pass_on_the_threads_its_call_asks_for(macs_per_thread):
+    # oneDNN's verbose mode names its thread count once, when the first primitive is built: here, inside the call.
+    code = (
+        "import jax.numpy as jnp; from dl4cv_jax.models import onednn_conv as o; "
+        f"o.MACS_PER_THREAD = {macs_per_thread}; "
+        "o.forward(jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4)), (1, 1), ((1, 1), (1, 1))).block_until_ready()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"ONEDNN_VERBOSE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    (info,) = [line for line in result.stdout.splitlines() if "runtime:OpenMP" in line]
+    expected = 1 if macs_per_thread > 1 else len(os.sched_getaffinity(0))
+    assert info.endswith(f"nthr:{expected}")
 
 
 def test_float32_and_bfloat16_layers_take_onednn_and_other_ones_keep_xla():
