@@ -8,9 +8,8 @@ CPU):
   3x3): forward 2.12 against XLA's 3.35 ms, input gradient 2.09 against 3.43, kernel gradient 1.55 against 7.55;
   ResNet-20's float32 step 543.0 -> 845.7 images/s, bfloat16 647.5 -> 1227.0. A one-channel layer keeps the tap
   sum's forward pass below ('tap_sum_onednn': LeNet's step was 22,433.9 images/s with oneDNN's, 30,421.4 with
-  the tap sum's). Convs under `MIN_ONEDNN_MACS` multiply-adds (a ResNet-20 layer at batch 1) keep XLA's,
-  as do layers where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`, float16, several devices): the
-  paths below.
+  the tap sum's). Layers where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`, float16, several
+  devices) take the paths below.
 - Every plain 2-D conv on CPU (path 'canonical', and the kernel gradient of the three rewrites below): the input
   and kernel gradients are the convolutions XLA's autodiff builds, with their operands transposed here into the
   NHWC/HWIO form of XLA:CPU's fast convolution kernels. Autodiff leaves the kernel gradient in another dimension
@@ -51,7 +50,6 @@ to float rounding (tested); dilated or grouped layers, other layouts and other b
 import contextlib
 import contextvars
 import functools
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -72,14 +70,11 @@ MAX_COL2IM_CHANNELS = 8
 # Up to this many input channels, a strided conv's input gradient is the phase convolution (0 turns it off);
 # kernels no larger than their stride (1x1 shortcuts) take it at any width.
 MAX_PHASE_CHANNELS = 32
-# Whether float32 and bfloat16 convs on CPU run on oneDNN where it is available (`onednn_conv.available()`) ...
+# Whether float32 and bfloat16 convs on CPU run on oneDNN where it is available (`onednn_conv.available()`).
 USE_ONEDNN = True
-# ... for convs of at least this many multiply-adds (batch x height x width x in x out channels x kernel taps /
-# strides). Smaller ones keep XLA's: a oneDNN call costs more than XLA's convolution there. ResNet-20's batch-1
-# latency: 1.09-1.17 ms with every conv on oneDNN, 0.62-0.67 ms with inputs under 2,048 or 8,192 pixels on XLA
-# (batch 8 and 128 throughput the same either way); but ResNet-18's (64-512 channels) 6.62 ms on oneDNN, 9.07
-# on XLA, 10.13 under 4,096 pixels: so the size counts channels too. A ResNet-20 layer at batch 1 is 2.4M.
-MIN_ONEDNN_MACS = 2**23
+# At every size: with small passes on one OpenMP thread (onednn_conv.MACS_PER_THREAD), oneDNN's beat XLA's
+# convolutions on the smallest layers too (ResNet-20's batch-1 latency 0.51 against 0.57-0.78 ms with layers
+# under 2**23 multiply-adds left to XLA, as they were while every oneDNN call ran on every core).
 # The layout Flax's nn.Conv asks for with 2-D kernels: NHWC inputs and outputs, HWIO kernels.
 _FLAX_2D = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 
@@ -275,12 +270,12 @@ def cpu_path(
     **options: Any,
 ) -> str:
     """Which implementation `conv_general_dilated` takes for an undilated, one-group, default-precision 2-D conv
-    in Flax's layout on the CPU backend: 'onednn' (float32 or bfloat16 on both operands, no cropping pad, at least
-    `MIN_ONEDNN_MACS`, oneDNN available; 'tap_sum_onednn' for a stride-1 conv with up to `MAX_TAP_SUM_CHANNELS`
-    input channels); otherwise, stride 1, 'tap_sum' or 'col2im' by input channels (see the constants above;
-    'col2im' in float32 only); strided, 'phase' (by input channels and kernel size, see above; not with a
-    negative, cropping pad, as its phase grid assumes none; `padding` None is taken as no cropping); any other
-    such conv 'canonical'. 'xla' (`lax.conv_general_dilated` as it is) for everything else."""
+    in Flax's layout on the CPU backend: 'onednn' (float32 or bfloat16 on both operands, no cropping pad, oneDNN
+    available; 'tap_sum_onednn' for a stride-1 conv with up to `MAX_TAP_SUM_CHANNELS` input channels);
+    otherwise, stride 1, 'tap_sum' or 'col2im' by input channels (see the constants above; 'col2im' in float32
+    only); strided, 'phase' (by input channels and kernel size, see above; not with a negative, cropping pad, as
+    its phase grid assumes none; `padding` None is taken as no cropping); any other such conv 'canonical'. 'xla'
+    (`lax.conv_general_dilated` as it is) for everything else."""
     simple = (
         jax.default_backend() == "cpu"
         and lhs.ndim == 4
@@ -297,11 +292,10 @@ def cpu_path(
     crops = padding is not None and min(map(min, _explicit_pads(lhs, rhs, window_strides, padding))) < 0
     float32 = lhs.dtype == rhs.dtype == jnp.float32
     onednn_types = lhs.dtype == rhs.dtype and lhs.dtype in (jnp.float32, jnp.bfloat16)
-    (kh, kw, _, out_features), strides_product = rhs.shape, math.prod(window_strides)
-    small = math.prod(lhs.shape) * kh * kw * out_features < MIN_ONEDNN_MACS * strides_product
-    if USE_ONEDNN and onednn_types and not crops and not small and onednn_conv.available():
+    if USE_ONEDNN and onednn_types and not crops and onednn_conv.available():
         # The tap sum's forward pass stays: with oneDNN's, LeNet's step was slower (22,433.9 against 30,421.4
-        # img/s, interleaved), though oneDNN's alone is faster (0.16 against 0.30 ms for LeNet's conv1).
+        # img/s, interleaved), though oneDNN's alone is faster (0.16 against 0.30 ms for LeNet's conv1); with
+        # that pass on one thread, still 34,167.8 against 35,753.2 in float32, 41,593.0 against 43,155.7 in bf16.
         return "tap_sum_onednn" if _all_ones(window_strides) and rhs.shape[2] <= MAX_TAP_SUM_CHANNELS else "onednn"
     if not _all_ones(window_strides):
         kernel_within_stride = all(k <= s for k, s in zip(rhs.shape[:2], window_strides, strict=True))

@@ -69,7 +69,6 @@ def test_a_kernel_shared_by_every_copy_keeps_one_batched_convolution(xla_paths):
 def test_the_drop_in_stays_twice_differentiable(use_onednn, monkeypatch):
     # A gradient penalty differentiates the gradient; custom_vmap alone has no reverse-mode rule, nor an FFI call.
     monkeypatch.setattr(conv, "USE_ONEDNN", use_onednn)
-    monkeypatch.setattr(conv, "MIN_ONEDNN_MACS", 0)
     x, w = jax.random.normal(jax.random.key(1), (2, 8, 8, 12)), jax.random.normal(jax.random.key(2), (3, 3, 12, 5))
 
     def penalty(conv_fn, w):

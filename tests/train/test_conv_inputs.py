@@ -8,6 +8,7 @@ import pytest
 from dl4cv_jax import fusion_barrier
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.data import load_data
+from dl4cv_jax.models import conv
 from dl4cv_jax.train import conv_inputs
 from dl4cv_jax.train.loop import build_trainer
 from tests.conftest import tiny_digits_config
@@ -52,7 +53,10 @@ def _two_steps(mode):
     return jax.device_get(state), losses, compiled.as_text(), initial
 
 
-def test_materialised_conv_inputs_train_exactly_like_the_plain_step():
+def test_materialised_conv_inputs_train_exactly_like_the_plain_step(monkeypatch):
+    # XLA's convolutions: the option adds its conditionals only before them (oneDNN's passes are custom calls,
+    # which XLA never fuses into; tests/models/test_onednn_conv.py counts none there).
+    monkeypatch.setattr(conv, "USE_ONEDNN", False)
     plain, plain_losses, plain_hlo, initial = _two_steps("off")
     kept, kept_losses, kept_hlo, _ = _two_steps("on")
     # The point of the option: every conv input (ResNet-20 has 19 convs) is the result of a conditional that
