@@ -97,13 +97,14 @@ def test_each_pass_carries_its_thread_count_to_the_bridge():
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to tell one thread from all")
 @pytest.mark.parametrize("macs_per_thread", [10**18, 1], ids=["one_thread", "every_thread"])
 def test_onednn_runs_a_pass_on_the_threads_its_call_asks_for(macs_per_thread):
-    # oneDNN's verbose mode names its thread count once, when the first primitive is built: here, inside the call.
+    # oneDNN's verbose mode (level 2: creation too) names its thread count once, when it builds its first primitive:
+    # here, the pass's, inside the call (the kernel reorder built after it always runs on one thread).
     code = (
         "import jax.numpy as jnp; from dl4cv_jax.models import onednn_conv as o; "
         f"o.MACS_PER_THREAD = {macs_per_thread}; "
         "o.forward(jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4)), (1, 1), ((1, 1), (1, 1))).block_until_ready()"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"ONEDNN_VERBOSE": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"ONEDNN_VERBOSE": "2"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     (info,) = [line for line in result.stdout.splitlines() if "runtime:OpenMP" in line]
     expected = 1 if macs_per_thread > 1 else len(os.sched_getaffinity(0))
