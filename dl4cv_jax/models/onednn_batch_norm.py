@@ -65,9 +65,8 @@ def _threads(x: jax.Array) -> np.int64:
 
 
 def _forward_call(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float, relu: bool):
-    onednn_conv.available()  # registers the custom calls on first use
     results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x), _workspace(x, relu))
-    call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_forward", results, vmap_method="sequential")
+    call = onednn_conv.custom_call("dl4cv_onednn_batch_norm_forward", results)
     return call(x, scale, shift, epsilon=np.float32(epsilon), relu=relu, threads=_threads(x))
 
 
@@ -90,9 +89,8 @@ def reference_backward(x, dy, mean, variance, scale, shift, epsilon: float, relu
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
 def _backward(x, dy, mean, variance, scale, shift, workspace, epsilon: float, relu: bool):
     del shift  # oneDNN reads the ReLU's mask from `workspace`; the formula behind the second derivative needs it
-    onednn_conv.available()
     results = (jax.ShapeDtypeStruct(x.shape, x.dtype), _channels(x), _channels(x))
-    call = jax.ffi.ffi_call("dl4cv_onednn_batch_norm_backward", results, vmap_method="sequential")
+    call = onednn_conv.custom_call("dl4cv_onednn_batch_norm_backward", results)
     return call(
         x, dy.astype(x.dtype), mean, variance, scale, workspace, epsilon=np.float32(epsilon), relu=relu,
         threads=_threads(x),

@@ -34,7 +34,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -194,6 +196,14 @@ def openmp_threads(work: int, work_per_thread: int) -> int:
     return max(1, work // work_per_thread)
 
 
+def custom_call(target: str, results: Any) -> Callable[..., Any]:
+    """`jax.ffi.ffi_call` of one of the library's `_TARGETS` (registered on first use), run once per element
+    under vmap; a clear error where the library is not available here."""
+    if not available():  # also registers the custom calls on first use
+        raise RuntimeError(f"oneDNN convolutions are not available here ({SWITCH}, backend, devices or build)")
+    return jax.ffi.ffi_call(target, results, vmap_method="sequential")
+
+
 def _call(
     target: str,
     result_shape: tuple[int, ...],
@@ -203,9 +213,7 @@ def _call(
     pads: Pads,
     macs: int,
 ):
-    if not available():  # also registers the custom calls on first use
-        raise RuntimeError(f"oneDNN convolutions are not available here ({SWITCH}, backend, devices or build)")
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(result_shape, first.dtype), vmap_method="sequential")
+    call = custom_call(target, jax.ShapeDtypeStruct(result_shape, first.dtype))
     padding = np.array([p for pair in pads for p in pair], np.int64)  # top, bottom, left, right
     threads = np.int64(openmp_threads(macs, MACS_PER_THREAD))
     return call(first, second, strides=np.array(strides, np.int64), padding=padding, threads=threads)
