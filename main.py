@@ -13,8 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow is only the inp
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+from dl4cv_jax.process import configure_process  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -79,7 +78,6 @@ def _quiet_library_info(record: logging_std.LogRecord) -> bool:
 
 def main(argv: list[str]) -> None:
     from dl4cv_jax.choices import ConfigError
-    from dl4cv_jax.models.onednn_conv import check_kernel_switch
     from dl4cv_jax.train.loop import TrainingDivergedError
     from dl4cv_jax.train.sharding import maybe_initialize_distributed
 
@@ -90,7 +88,6 @@ def main(argv: list[str]) -> None:
     workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
     maybe_initialize_distributed()
     try:
-        check_kernel_switch()  # an environment variable read deep inside the first step: refused before any run
         run_mode(FLAGS.mode, pathlib.Path(workdir), argv[1:])
     except (ConfigError, TrainingDivergedError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
@@ -168,6 +165,5 @@ def run_mode(mode: str, workdir: pathlib.Path, args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    restart_under_jemalloc()  # XLA:CPU's per-step buffers stay mapped: see dl4cv_jax/cpu_allocator.py
-    apply_xla_cpu_defaults()  # before any computation: see dl4cv_jax/xla_cpu.py
+    configure_process(restart=True)  # PRNG, XLA:CPU flag, allocator: see dl4cv_jax/process.py
     app.run(main)

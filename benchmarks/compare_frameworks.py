@@ -37,6 +37,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from dl4cv_jax.cpu_allocator import SWITCH, jemalloc_environment, jemalloc_preloaded  # noqa: E402
+from dl4cv_jax.xla_cpu import XLA_CPU_FLAG, apply_xla_cpu_defaults  # noqa: E402
+
 from benchmarks.step_server import RESULT  # noqa: E402
 from benchmarks.train_step import (  # noqa: E402
     PRECISIONS,
@@ -44,8 +47,6 @@ from benchmarks.train_step import (  # noqa: E402
     load_average,
     machine_description,
 )
-from dl4cv_jax.cpu_allocator import SWITCH, jemalloc_environment, jemalloc_preloaded  # noqa: E402
-from dl4cv_jax.xla_cpu import XLA_CPU_FLAG, apply_xla_cpu_defaults  # noqa: E402
 
 
 def run_worker(args: argparse.Namespace) -> None:

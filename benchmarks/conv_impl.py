@@ -47,8 +47,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.train_step import load_average, machine_description  # noqa: E402
 from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+
+from benchmarks.train_step import load_average, machine_description  # noqa: E402
 
 if __name__ == "__main__":  # XLA reads XLA_FLAGS once, so before jax is imported
     apply_xla_cpu_defaults()

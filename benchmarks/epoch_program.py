@@ -28,12 +28,12 @@ if __name__ == "__main__":
     restart_under_jemalloc()  # as main.py does: see dl4cv_jax/cpu_allocator.py
 
 import jax  # noqa: E402
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 from configs import default  # noqa: E402
 from dl4cv_jax.data import load_data  # noqa: E402
 from dl4cv_jax.train.callbacks import Callback  # noqa: E402
 from dl4cv_jax.train.loop import build_trainer, train_epoch  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so both loops run as in `make train`
 

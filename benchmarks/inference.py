@@ -24,9 +24,9 @@ if __name__ == "__main__":
     restart_under_jemalloc()  # as main.py does: see dl4cv_jax/cpu_allocator.py
 
 import jax  # noqa: E402
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 from dl4cv_jax.evaluate.speed import random_weights_speed  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so the figures match what eval reports
 

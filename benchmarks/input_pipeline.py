@@ -26,13 +26,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
+from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 from configs import resnet20_cifar  # noqa: E402
 from dl4cv_jax.data import device, load_data, train_batches  # noqa: E402
 from dl4cv_jax.data.augment import BUILDERS  # noqa: E402
 from dl4cv_jax.train import sharding  # noqa: E402
 from dl4cv_jax.train.loop import build_trainer  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so the train step runs as in `make train`
 

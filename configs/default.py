@@ -22,9 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.ema_decay = 0.0  # > 0 (e.g. 0.999): keep an EMA of the weights, used for evaluation and checkpointed
     config.grad_accum_steps = 1  # average gradients over K batches of batch_size before each optimizer update
     config.eval_tta = ()  # test-time augmentation in evaluation: any of flip, translate (probabilities averaged)
-    # auto | on | off: conv inputs kept as buffers in the train step so XLA:CPU does not recompute them inside
-    # the kernel gradient's transpose (ResNet-20 step 154.0 -> 202.0 img/s on CPU); auto = CPU backend only.
-    config.materialize_conv_inputs = "auto"
+    # auto | xla | cpu: the layers' implementation (dl4cv_jax/backends): xla = Flax's layers on any platform;
+    # cpu = the same variables on oneDNN kernels; auto = cpu on a single CPU device, xla everywhere else.
+    config.backend = "auto"
     config.profile_steps = 0  # > 0: jax.profiler trace of N train steps (after compilation) in workdir/profile
 
     # --- Model -----------------------------------------------------------------------------------------

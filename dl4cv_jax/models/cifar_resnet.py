@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dl4cv_jax.models.conv_layer import Conv
-from dl4cv_jax.models.norm import NormSpec, conv_bias, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
+from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
 
 WIDTHS = (16, 32, 64)
 
@@ -28,8 +28,11 @@ def option_a_shortcut(x: jax.Array, out: int, stride: int) -> jax.Array:
     return x
 
 
-def _conv3x3(norm: NormSpec, features: int, stride: int, name: str) -> Conv:
-    return Conv(features, (3, 3), (stride, stride), ((1, 1), (1, 1)), use_bias=conv_bias(norm), name=name)
+def _conv3x3(layers: Layers, norm: NormSpec, features: int, stride: int, name: str) -> nn.Module:
+    padding = ((1, 1), (1, 1))
+    return layers.conv(
+        features, (3, 3), (stride, stride), padding, use_bias=conv_bias(norm), kernel_init=conv_kernel_init, name=name
+    )
 
 
 class CifarBlock(nn.Module):
@@ -38,12 +41,15 @@ class CifarBlock(nn.Module):
     features: int
     stride: int
     norm: NormSpec
+    layers: Layers = FLAX_LAYERS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        make_norm = norm_layer(self.norm, train)
-        y = make_norm(self.features, "norm1", relu=True)(_conv3x3(self.norm, self.features, self.stride, "conv1")(x))
-        y = make_norm(self.features, "norm2")(_conv3x3(self.norm, self.features, 1, "conv2")(y))
+        make_norm = norm_layer(self.norm, train, self.layers)
+        y = make_norm(self.features, "norm1", relu=True)(
+            _conv3x3(self.layers, self.norm, self.features, self.stride, "conv1")(x)
+        )
+        y = make_norm(self.features, "norm2")(_conv3x3(self.layers, self.norm, self.features, 1, "conv2")(y))
         return nn.relu(y + option_a_shortcut(x, self.features, self.stride))
 
 
@@ -54,21 +60,22 @@ class CifarResNet(nn.Module):
     blocks_per_stage: int = 3
     norm: NormSpec = NormSpec()
     dropout_rate: float = 0.0
+    layers: Layers = FLAX_LAYERS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        make_norm = norm_layer(self.norm, train)
-        x = make_norm(WIDTHS[0], "norm1", relu=True)(_conv3x3(self.norm, WIDTHS[0], 1, "conv1")(x))
+        make_norm = norm_layer(self.norm, train, self.layers)
+        x = make_norm(WIDTHS[0], "norm1", relu=True)(_conv3x3(self.layers, self.norm, WIDTHS[0], 1, "conv1")(x))
         for stage, width in enumerate(WIDTHS):
             for index in range(self.blocks_per_stage):
                 stride = 2 if stage > 0 and index == 0 else 1
-                x = CifarBlock(width, stride, self.norm, name=f"layer{stage + 1}_{index}")(x, train)
+                x = CifarBlock(width, stride, self.norm, self.layers, name=f"layer{stage + 1}_{index}")(x, train)
         x = x.mean(axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_outputs, name="fc")(x)
 
 
-def cifar_resnet_builder(depth: int) -> Callable[[ml_collections.ConfigDict, int], nn.Module]:
+def cifar_resnet_builder(depth: int) -> Callable[..., nn.Module]:
     """Builder for ResNet-`depth` (depth = 6n + 2), reading `config.model.norm` and `dropout_rate`.
 
     `config.model.stem` is ignored: these nets always use the paper's 3x3/1 stem.
@@ -76,12 +83,13 @@ def cifar_resnet_builder(depth: int) -> Callable[[ml_collections.ConfigDict, int
     if (depth - 2) % 6 != 0:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}")
 
-    def build(model_config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
+    def build(model_config: ml_collections.ConfigDict, num_outputs: int, layers: Layers = FLAX_LAYERS) -> nn.Module:
         return CifarResNet(
             num_outputs=num_outputs,
             blocks_per_stage=(depth - 2) // 6,
             norm=norm_spec_from_config(model_config),
             dropout_rate=float(model_config.dropout_rate),
+            layers=layers,
         )
 
     return build

@@ -5,8 +5,8 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from dl4cv_jax.models.conv_layer import Conv
-from dl4cv_jax.models.pool import max_pool_2x2
+from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
+from dl4cv_jax.models.norm import conv_kernel_init
 
 # The second conv is VALID (as in the paper: 14x14 -> 10x10) when its input allows a 5x5 window; on smaller
 # maps (inputs under 10x10, e.g. 8x8 digits) it switches to SAME so the model still builds. The layer
@@ -14,23 +14,21 @@ from dl4cv_jax.models.pool import max_pool_2x2
 KERNEL = 5
 
 
-def _conv(features: int, padding: str, name: str) -> Conv:
-    return Conv(features, (KERNEL, KERNEL), padding=padding, name=name)
-
-
 class LeNet5(nn.Module):
     """conv 6@5x5 SAME - relu - pool - conv 16@5x5 VALID - relu - pool - 120 - 84 - dropout - out."""
 
     num_outputs: int
     dropout_rate: float = 0.0
+    layers: Layers = FLAX_LAYERS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.relu(_conv(6, "SAME", "conv1")(x))
-        x = max_pool_2x2(x)
+        conv, pool = self.layers.conv, self.layers.max_pool_2x2
+        x = nn.relu(conv(6, (KERNEL, KERNEL), padding="SAME", kernel_init=conv_kernel_init, name="conv1")(x))
+        x = pool(x)
         padding = "VALID" if min(x.shape[1], x.shape[2]) >= KERNEL else "SAME"
-        x = nn.relu(_conv(16, padding, "conv2")(x))
-        x = max_pool_2x2(x)
+        x = nn.relu(conv(16, (KERNEL, KERNEL), padding=padding, kernel_init=conv_kernel_init, name="conv2")(x))
+        x = pool(x)
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(120, name="fc1")(x))
         x = nn.relu(nn.Dense(84, name="fc2")(x))
@@ -38,6 +36,6 @@ class LeNet5(nn.Module):
         return nn.Dense(self.num_outputs, name="fc3")(x)
 
 
-def build_lenet(model_config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
+def build_lenet(model_config: ml_collections.ConfigDict, num_outputs: int, layers: Layers = FLAX_LAYERS) -> nn.Module:
     """LeNet-5 with `config.model.dropout_rate` before the last layer; ignores `norm` (classic, no norm)."""
-    return LeNet5(num_outputs=num_outputs, dropout_rate=float(model_config.dropout_rate))
+    return LeNet5(num_outputs=num_outputs, dropout_rate=float(model_config.dropout_rate), layers=layers)

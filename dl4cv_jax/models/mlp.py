@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
+
 
 class MLP(nn.Module):
     """Flatten, then Dense + ReLU + dropout for each hidden size, then a Dense to the logits."""
@@ -23,8 +25,8 @@ class MLP(nn.Module):
         return nn.Dense(self.num_outputs)(x)
 
 
-def build_mlp(model_config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
-    """MLP from `config.model.hidden_sizes` and `dropout_rate`; ignores `norm` (it has no norm layers)."""
+def build_mlp(model_config: ml_collections.ConfigDict, num_outputs: int, layers: Layers = FLAX_LAYERS) -> nn.Module:
+    """MLP from `config.model.hidden_sizes` and `dropout_rate`; ignores `norm` and `layers` (no conv, no norm)."""
     return MLP(
         num_outputs=num_outputs,
         hidden_sizes=tuple(int(h) for h in model_config.hidden_sizes),

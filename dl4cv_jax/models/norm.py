@@ -1,13 +1,12 @@
 """Normalisation layers selectable by `config.model.norm`, and the conv initialiser the families share.
 
-Models ask `norm_layer(spec, train)` for a factory and call `factory(channels, name)` after each conv, so one
-config value swaps BatchNorm for GroupNorm (small or per-device batches), instance or layer norm, or nothing.
-`factory(channels, name, relu=True)` is the norm followed by a ReLU, which BatchNorm on oneDNN computes in its own
-pass (`batch_norm.py`; ResNet-20's bfloat16 step 1,886.5 -> 2,159.6 images/s).
+Models ask `norm_layer(spec, train, layers)` for a factory and call `factory(channels, name)` after each conv, so
+one config value swaps BatchNorm for GroupNorm (small or per-device batches), instance or layer norm, or nothing.
+`factory(channels, name, relu=True)` is the norm followed by a ReLU: for BatchNorm, the one layer
+`layers.batch_norm_relu`, so that an implementation handed in by the builder may compute both in one pass.
 """
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -15,7 +14,7 @@ import jax
 import ml_collections
 
 from dl4cv_jax.choices import choose, require
-from dl4cv_jax.models.batch_norm import BatchNorm
+from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
 
 # PyTorch's epsilon for every norm, so results and published recipes carry over (Flax defaults to 1e-6).
 EPSILON = 1e-5
@@ -24,7 +23,7 @@ EPSILON = 1e-5
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 # A factory builds the norm that follows a conv with `channels` outputs; `name` names it in the param tree;
-# `relu=True` appends a ReLU (which BatchNorm computes in its own pass on oneDNN, `batch_norm.py`).
+# `relu=True` appends a ReLU (BatchNorm's is `Layers.batch_norm_relu`, one layer).
 NormFactory = Callable[..., Callable[[jax.Array], jax.Array]]
 
 
@@ -55,9 +54,10 @@ def largest_divisor_at_most(channels: int, limit: int) -> int:
     return max(d for d in range(1, min(channels, limit) + 1) if channels % d == 0)
 
 
-def _batch(spec: NormSpec, train: bool, channels: int, name: str, relu: bool = False) -> nn.Module:
+def _batch(spec: NormSpec, train: bool, channels: int, name: str, layers: Layers, relu: bool = False) -> nn.Module:
     # Running statistics live in the 'batch_stats' collection; callers apply with mutable=['batch_stats'].
-    return BatchNorm(use_running_average=not train, momentum=spec.momentum, epsilon=EPSILON, relu=relu, name=name)
+    layer = layers.batch_norm_relu if relu else layers.batch_norm
+    return layer(use_running_average=not train, momentum=spec.momentum, epsilon=EPSILON, name=name)
 
 
 def _group(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
@@ -88,14 +88,15 @@ NORMS: dict[str, Callable[..., Callable[[jax.Array], jax.Array]]] = {
 }
 
 
-def norm_layer(spec: NormSpec, train: bool) -> NormFactory:
+def norm_layer(spec: NormSpec, train: bool, layers: Layers = FLAX_LAYERS) -> NormFactory:
     """Maps `spec.name` to a factory `(channels, name, relu=False) -> layer`; unknown names raise ConfigError.
 
+    BatchNorm comes from `layers` (the builder's choice, see `models/layers.py`), the other norms from Flax.
     Call it inside a `@nn.compact` method: the layers it builds attach to the module being defined.
     """
     build = choose(NORMS, "model.norm", spec.name)
     if build is _batch:
-        return functools.partial(_batch, spec, train)
+        return lambda channels, name, relu=False: _batch(spec, train, channels, name, layers, relu)
 
     def factory(channels: int, name: str, relu: bool = False) -> Callable[[jax.Array], jax.Array]:
         layer = build(spec, train, channels, name)

@@ -8,12 +8,14 @@ import ml_collections
 from dl4cv_jax.choices import choose
 from dl4cv_jax.models.cifar_resnet import cifar_resnet_builder
 from dl4cv_jax.models.cnn import build_cnn
+from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
 from dl4cv_jax.models.lenet import build_lenet
 from dl4cv_jax.models.mlp import build_mlp
 from dl4cv_jax.models.resnet import resnet_builder
 from dl4cv_jax.models.vgg import vgg_builder
 
-ModelBuilder = Callable[[ml_collections.ConfigDict, int], nn.Module]
+# (config.model, number of outputs, layers) -> module; see models/layers.py for `layers`.
+ModelBuilder = Callable[[ml_collections.ConfigDict, int, Layers], nn.Module]
 
 MODELS: dict[str, ModelBuilder] = {
     "mlp": build_mlp,
@@ -26,12 +28,13 @@ MODELS: dict[str, ModelBuilder] = {
 }
 
 
-def create_model(model_config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
+def create_model(model_config: ml_collections.ConfigDict, num_outputs: int, layers: Layers = FLAX_LAYERS) -> nn.Module:
     """Builds `config.model.name` for `num_outputs` classes; bad names or options raise ConfigError.
 
     Input size and channels are not configured: Flax infers them from the batch passed to `init`. Apply with
     `mutable=['batch_stats']` when training a model with BatchNorm, and give a 'dropout' rng when
-    `dropout_rate` > 0.
+    `dropout_rate` > 0. `layers` are Flax's unless the caller (the trainer, from `config.backend`) hands in
+    another implementation with the same variables (models/layers.py).
     """
     builder = choose(MODELS, "model.name", model_config.name)
-    return builder(model_config, num_outputs)
+    return builder(model_config, num_outputs, layers)

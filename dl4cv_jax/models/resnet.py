@@ -12,18 +12,26 @@ import jax
 import ml_collections
 
 from dl4cv_jax.choices import choose
-from dl4cv_jax.models.conv_layer import Conv
-from dl4cv_jax.models.norm import NormSpec, conv_bias, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
+from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
 
 STEMS = ("imagenet", "cifar")
 BOTTLENECK_EXPANSION = 4  # a Bottleneck outputs 4x its inner width
 
 
-def _conv(norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> Conv:
+def _conv(layers: Layers, norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> nn.Module:
     """A conv padded like PyTorch (kernel // 2 on every side), so stride-2 outputs match torchvision's."""
     pad = kernel // 2
     padding = ((pad, pad), (pad, pad))
-    return Conv(features, (kernel, kernel), (stride, stride), padding, use_bias=conv_bias(norm), name=name)
+    return layers.conv(
+        features,
+        (kernel, kernel),
+        (stride, stride),
+        padding,
+        use_bias=conv_bias(norm),
+        kernel_init=conv_kernel_init,
+        name=name,
+    )
 
 
 class BasicBlock(nn.Module):
@@ -32,13 +40,16 @@ class BasicBlock(nn.Module):
     features: int
     stride: int
     norm: NormSpec
+    layers: Layers = FLAX_LAYERS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        make_norm = norm_layer(self.norm, train)
-        y = make_norm(self.features, "norm1", relu=True)(_conv(self.norm, self.features, 3, self.stride, "conv1")(x))
-        y = make_norm(self.features, "norm2")(_conv(self.norm, self.features, 3, 1, "conv2")(y))
-        return nn.relu(y + _shortcut(x, self.features, self.stride, self.norm, make_norm))
+        make_norm = norm_layer(self.norm, train, self.layers)
+        y = make_norm(self.features, "norm1", relu=True)(
+            _conv(self.layers, self.norm, self.features, 3, self.stride, "conv1")(x)
+        )
+        y = make_norm(self.features, "norm2")(_conv(self.layers, self.norm, self.features, 3, 1, "conv2")(y))
+        return nn.relu(y + _shortcut(x, self.features, self.stride, self.norm, self.layers, make_norm))
 
 
 class Bottleneck(nn.Module):
@@ -47,22 +58,25 @@ class Bottleneck(nn.Module):
     features: int
     stride: int
     norm: NormSpec
+    layers: Layers = FLAX_LAYERS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        make_norm = norm_layer(self.norm, train)
+        make_norm = norm_layer(self.norm, train, self.layers)
         out = self.features * BOTTLENECK_EXPANSION
-        y = make_norm(self.features, "norm1", relu=True)(_conv(self.norm, self.features, 1, 1, "conv1")(x))
-        y = make_norm(self.features, "norm2", relu=True)(_conv(self.norm, self.features, 3, self.stride, "conv2")(y))
-        y = make_norm(out, "norm3")(_conv(self.norm, out, 1, 1, "conv3")(y))
-        return nn.relu(y + _shortcut(x, out, self.stride, self.norm, make_norm))
+        y = make_norm(self.features, "norm1", relu=True)(_conv(self.layers, self.norm, self.features, 1, 1, "conv1")(x))
+        y = make_norm(self.features, "norm2", relu=True)(
+            _conv(self.layers, self.norm, self.features, 3, self.stride, "conv2")(y)
+        )
+        y = make_norm(out, "norm3")(_conv(self.layers, self.norm, out, 1, 1, "conv3")(y))
+        return nn.relu(y + _shortcut(x, out, self.stride, self.norm, self.layers, make_norm))
 
 
-def _shortcut(x: jax.Array, out: int, stride: int, norm: NormSpec, make_norm: Callable) -> jax.Array:
+def _shortcut(x: jax.Array, out: int, stride: int, norm: NormSpec, layers: Layers, make_norm: Callable) -> jax.Array:
     """Identity when shapes match, else torchvision's downsample: 1x1 conv (strided) + norm."""
     if stride == 1 and x.shape[-1] == out:
         return x
-    return make_norm(out, "shortcut_norm")(_conv(norm, out, 1, stride, "shortcut_conv")(x))
+    return make_norm(out, "shortcut_norm")(_conv(layers, norm, out, 1, stride, "shortcut_conv")(x))
 
 
 class ResNet(nn.Module):
@@ -75,19 +89,20 @@ class ResNet(nn.Module):
     norm: NormSpec = NormSpec()
     stem: str = "imagenet"
     dropout_rate: float = 0.0
+    layers: Layers = FLAX_LAYERS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        make_norm = norm_layer(self.norm, train)
+        make_norm = norm_layer(self.norm, train, self.layers)
         if self.stem == "imagenet":
-            x = make_norm(64, "norm1", relu=True)(_conv(self.norm, 64, 7, 2, "conv1")(x))
+            x = make_norm(64, "norm1", relu=True)(_conv(self.layers, self.norm, 64, 7, 2, "conv1")(x))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         else:
-            x = make_norm(64, "norm1", relu=True)(_conv(self.norm, 64, 3, 1, "conv1")(x))
+            x = make_norm(64, "norm1", relu=True)(_conv(self.layers, self.norm, 64, 3, 1, "conv1")(x))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
-                block = self.block(64 * 2**stage, stride, self.norm, name=f"layer{stage + 1}_{index}")
+                block = self.block(64 * 2**stage, stride, self.norm, self.layers, name=f"layer{stage + 1}_{index}")
                 x = block(x, train)
         x = x.mean(axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -103,11 +118,11 @@ STAGES: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
 }
 
 
-def resnet_builder(depth: int) -> Callable[[ml_collections.ConfigDict, int], nn.Module]:
+def resnet_builder(depth: int) -> Callable[..., nn.Module]:
     """Builder for ResNet-`depth` reading `config.model.norm` (and its options), `stem` and `dropout_rate`."""
     block, stage_sizes = STAGES[depth]
 
-    def build(model_config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
+    def build(model_config: ml_collections.ConfigDict, num_outputs: int, layers: Layers = FLAX_LAYERS) -> nn.Module:
         return ResNet(
             num_outputs=num_outputs,
             block=block,
@@ -115,6 +130,7 @@ def resnet_builder(depth: int) -> Callable[[ml_collections.ConfigDict, int], nn.
             norm=norm_spec_from_config(model_config),
             stem=choose({s: s for s in STEMS}, "model.stem", model_config.stem),
             dropout_rate=float(model_config.dropout_rate),
+            layers=layers,
         )
 
     return build

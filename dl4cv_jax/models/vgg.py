@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from dl4cv_jax.choices import choose
-from dl4cv_jax.models.conv_layer import Conv
-from dl4cv_jax.models.norm import NormSpec, norm_layer, norm_spec_from_config
-from dl4cv_jax.models.pool import max_pool_2x2
+from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
+from dl4cv_jax.models.norm import NormSpec, conv_kernel_init, norm_layer, norm_spec_from_config
 
 POOL = "M"
 LAYOUTS: dict[int, tuple[int | str, ...]] = {
@@ -57,17 +56,20 @@ class VGG(nn.Module):
     norm: NormSpec = NormSpec(name="none")
     head: str = "imagenet"
     dropout_rate: float = 0.5
+    layers: Layers = FLAX_LAYERS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        make_norm = norm_layer(self.norm, train)
+        make_norm = norm_layer(self.norm, train, self.layers)
         conv_index = 0
         for item in self.layout:
             if item == POOL:
-                x = max_pool_2x2(x)
+                x = self.layers.max_pool_2x2(x)
                 continue
             conv_index += 1
-            x = Conv(item, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{conv_index}")(x)
+            x = self.layers.conv(
+                item, (3, 3), padding=((1, 1), (1, 1)), kernel_init=conv_kernel_init, name=f"conv{conv_index}"
+            )(x)
             x = make_norm(item, f"norm{conv_index}", relu=True)(x)
         if self.head == "cifar":
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x.mean(axis=(1, 2)))
@@ -79,14 +81,14 @@ class VGG(nn.Module):
         return nn.Dense(self.num_outputs, name="fc3")(x)
 
 
-def vgg_builder(depth: int, batch_norm: bool) -> Callable[[ml_collections.ConfigDict, int], nn.Module]:
+def vgg_builder(depth: int, batch_norm: bool) -> Callable[..., nn.Module]:
     """Builder for VGG-`depth`; without `batch_norm` the net has no norm whatever `config.model.norm` says.
 
     `config.model.stem` picks the head (imagenet or cifar); `dropout_rate` sets the classifier's dropout
     (torchvision uses 0.5; the default config's 0.0 turns it off).
     """
 
-    def build(model_config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
+    def build(model_config: ml_collections.ConfigDict, num_outputs: int, layers: Layers = FLAX_LAYERS) -> nn.Module:
         norm = norm_spec_from_config(model_config) if batch_norm else NormSpec(name="none")
         head = choose({h: h for h in HEADS}, "model.stem", model_config.stem)
         return VGG(
@@ -95,6 +97,7 @@ def vgg_builder(depth: int, batch_norm: bool) -> Callable[[ml_collections.Config
             norm=norm,
             head=head,
             dropout_rate=float(model_config.dropout_rate),
+            layers=layers,
         )
 
     return build

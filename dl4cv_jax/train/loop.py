@@ -22,14 +22,15 @@ import optax
 from absl import logging
 from flax.training.early_stopping import EarlyStopping
 
+from dl4cv_jax import backends, losses, monitor, optim, schedules
 from dl4cv_jax import data as data_lib
-from dl4cv_jax import losses, monitor, optim, schedules
 from dl4cv_jax.choices import choose, require
 from dl4cv_jax.data import device
 from dl4cv_jax.evaluate.curves import CurvesPlot
 from dl4cv_jax.models import MODELS, create_model
+from dl4cv_jax.process import configure_process
 from dl4cv_jax.train import callbacks as callbacks_lib
-from dl4cv_jax.train import conv_inputs, epoch_program, precision, run_files, sharding, steps, tta
+from dl4cv_jax.train import epoch_program, precision, run_files, sharding, steps, tta
 from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
 
@@ -112,7 +113,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     choose(optim.OPTIMIZERS, "optimizer.name", config.optimizer.name)
     choose(schedules.SCHEDULES, "schedule.name", config.schedule.name)
     choose(data_lib.SOURCES, "data.source", config.data.source)
-    choose(conv_inputs.MODES, "materialize_conv_inputs", config.materialize_conv_inputs)
+    choose(backends.BACKENDS, "backend", config.backend)
     monitor.monitor_mode(config.checkpoint.monitor)
     schedules.check_learning_rate(config)
     require(config.num_epochs > 0, "num_epochs", config.num_epochs, "must be > 0")
@@ -133,7 +134,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer, TrainState]:
-    """Builds model, optimizer and compiled steps for `data`; returns them with a freshly initialised state."""
+    """Builds model, optimizer and compiled steps for `data`; returns them with a freshly initialised state.
+
+    The model's layers come from `config.backend` (dl4cv_jax/backends): the one place the backend is chosen.
+    """
+    configure_process()
     check_config(config)
     higher_is_better = monitor.monitor_mode(config.checkpoint.monitor)
     steps_per_epoch = data_lib.steps_per_epoch(data, config)
@@ -153,7 +158,8 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
     tx = optim.make_optimizer(config, schedule)
     if accum > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
-    model = create_model(config.model, losses.num_outputs(config.loss, data.num_classes))
+    layers = backends.model_layers(config.backend)
+    model = create_model(config.model, losses.num_outputs(config.loss, data.num_classes), layers)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     state = create_train_state(model, init_key, data.image_shape, tx, plateau, config.ema_decay, accum)
 
@@ -161,7 +167,6 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
     state = sharding.replicate(state, mesh)
     loss_fn, evaluation = losses.make_loss(config), eval_options(config, data)
     training = {k: v for k, v in evaluation.items() if k != "tta"}  # the same loss, normalisation and dtype
-    training["materialize_conv_inputs"] = conv_inputs.enabled(config)
     repl, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
     step_fn = functools.partial(steps.train_step, dropout_key=dropout_key, loss_fn=loss_fn, **training)
     train_step = jax.jit(step_fn, in_shardings=(repl, batch), out_shardings=(repl, repl), donate_argnums=(0,))
@@ -270,6 +275,7 @@ def train_and_evaluate(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Trains `config` in `workdir` (resuming from its latest checkpoint if any) and returns the test metrics."""
+    configure_process()  # before the data: a seed means the same numbers here as from main.py
     check_config(config)
     data = data_lib.load_data(config)
     workdir = pathlib.Path(workdir)

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 from dl4cv_jax import losses
 from dl4cv_jax.train import precision
 from dl4cv_jax.train import tta as tta_lib
-from dl4cv_jax.train.conv_inputs import materialized_conv_inputs
 from dl4cv_jax.train.state import TrainState
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -59,27 +58,24 @@ def train_step(
     std: Sequence[float],
     dropout_key: jax.Array,
     compute_dtype: Any = jnp.float32,
-    materialize_conv_inputs: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on one (global) batch; returns the new state and the batch's mean loss and accuracy.
 
     The dropout key is folded with the step number, so the randomness of step k is the same whether the run
     was interrupted and resumed or not. The model computes in `compute_dtype`; logits and loss are float32.
-    `materialize_conv_inputs` changes only the compiled program (XLA:CPU speed; see `train.conv_inputs`).
     """
     images = normalize_images(batch["image"], mean, std).astype(compute_dtype)
     labels = batch["label"]
     step_key = jax.random.fold_in(dropout_key, state.step)
 
     def loss_and_aux(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
-        with materialized_conv_inputs(state.step >= 0, active=materialize_conv_inputs):
-            logits, new_model_state = state.apply_fn(
-                _variables(params, state.batch_stats, compute_dtype),
-                images,
-                train=True,
-                rngs={"dropout": step_key},
-                mutable=["batch_stats"],
-            )
+        logits, new_model_state = state.apply_fn(
+            _variables(params, state.batch_stats, compute_dtype),
+            images,
+            train=True,
+            rngs={"dropout": step_key},
+            mutable=["batch_stats"],
+        )
         logits = logits.astype(jnp.float32)
         loss = jnp.mean(loss_fn(logits, labels))
         return loss, (logits, new_model_state)

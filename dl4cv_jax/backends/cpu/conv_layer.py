@@ -1,5 +1,5 @@
-"""The conv layer every model builds: Flax's `nn.Conv` on the library's convolution (`conv.conv_general_dilated`),
-with its bias added by `add_bias`, whose gradient is summed in float32.
+"""The CPU backend's conv layer (`Layers.conv`): Flax's `nn.Conv` on this package's convolution
+(`conv.conv_general_dilated`), with its bias added by `add_bias`, whose gradient is summed in float32.
 
 Why: the gradient of a bias is the sum of the output gradient over batch, height and width. Flax adds the bias
 in the layer's dtype, so under `precision=bfloat16` that sum is a bfloat16 reduction, which XLA:CPU 0.10 runs as
@@ -19,8 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dl4cv_jax.models.conv import conv_general_dilated
-from dl4cv_jax.models.norm import conv_kernel_init
+from dl4cv_jax.backends.cpu.conv import conv_general_dilated
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -44,15 +43,15 @@ add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 class Conv(nn.Module):
-    """A 2-D conv layer with He (fan-out) initialisation and an optional zero-initialised bias; the same
-    parameters and values as `nn.Conv(features, kernel_size, strides, padding, use_bias=use_bias,
-    kernel_init=conv_kernel_init)`, computed by the library's convolution."""
+    """A 2-D conv layer with `nn.Conv`'s parameters and values (`features`, `kernel_size`, `strides`, `padding`,
+    `use_bias`, `kernel_init` as there; the bias zero-initialised), computed by this package's convolution."""
 
     features: int
     kernel_size: tuple[int, int]
     strides: tuple[int, int] = (1, 1)
     padding: Padding = "SAME"
     use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -62,7 +61,7 @@ class Conv(nn.Module):
             self.strides,
             self.padding,
             use_bias=False,
-            kernel_init=conv_kernel_init,
+            kernel_init=self.kernel_init,
             conv_general_dilated=conv_general_dilated,
         )
         nn.share_scope(self, conv)

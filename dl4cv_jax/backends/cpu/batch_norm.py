@@ -1,5 +1,5 @@
-"""The BatchNorm layer every model builds (`norm.norm_layer`): Flax's `nn.BatchNorm`, computed in training by
-oneDNN where it can be (`onednn_batch_norm.py`).
+"""The CPU backend's BatchNorm (`Layers.batch_norm`, and `Layers.batch_norm_relu` with its ReLU in the same pass):
+Flax's `nn.BatchNorm`, computed in training by oneDNN where it can be (`onednn_batch_norm.py`).
 
 Why: on XLA:CPU a bfloat16 BatchNorm cost as much as a float32 one, and both more than oneDNN's (ResNet-20 has
 19; see `onednn_batch_norm.py` and benchmarks/RESULTS.md). Evaluation (running averages), other backends, several
@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dl4cv_jax.models import onednn_batch_norm
+from dl4cv_jax.backends.cpu import onednn_batch_norm
 
 
 class BatchNorm(nn.Module):
@@ -43,3 +43,9 @@ class BatchNorm(nn.Module):
             running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
             running_var.value = self.momentum * running_var.value + (1 - self.momentum) * variance
         return y.astype(jnp.result_type(x, scale, bias))  # Flax's output type: bfloat16 params keep bfloat16
+
+
+class BatchNormReLU(BatchNorm):
+    """`BatchNorm` followed by a ReLU, computed in one pass on oneDNN (`Layers.batch_norm_relu`)."""
+
+    relu: bool = True

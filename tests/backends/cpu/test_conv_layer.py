@@ -7,9 +7,9 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from dl4cv_jax.models.conv_layer import Conv, add_bias
 
 from dl4cv_jax.models import conv, create_model
-from dl4cv_jax.models.conv_layer import Conv, add_bias
 from dl4cv_jax.models.norm import conv_kernel_init
 from tests.conftest import tiny_digits_config
 

@@ -1,4 +1,5 @@
-"""jemalloc for CPU runs: main.py (and the benchmarks) restart themselves under it where the machine has it.
+"""jemalloc for CPU runs: `process.configure_process(restart=True)` (main.py, the benchmarks) restarts the
+process under it where the machine has it.
 
 Why: XLA:CPU allocates a step's temporaries afresh at every execution, in buffers of tens to hundreds of MB.
 glibc's malloc serves such sizes with mmap and returns them with munmap, so every step faults the same memory
@@ -19,7 +20,7 @@ benchmarks/RESULTS.md.
 The allocator must be in place before the process starts (LD_PRELOAD), so `restart_under_jemalloc` runs the
 same command line again, once, in a new process image (`os.execv`): the restarted process finds jemalloc already
 preloaded and carries on. Nothing happens on machines with an accelerator plugin, where jemalloc is not
-installed (`ctypes.util.find_library`), when LD_PRELOAD already names it, or with DL4CV_JEMALLOC=0.
+installed (`ctypes.util.find_library`), or when LD_PRELOAD already names it.
 """
 
 import ctypes.util
@@ -27,9 +28,8 @@ import os
 import sys
 from collections.abc import Mapping
 
-from dl4cv_jax.xla_cpu import cpu_only
+from dl4cv_jax.backends.cpu.xla_flags import cpu_only
 
-SWITCH = "DL4CV_JEMALLOC"  # "0" keeps the system allocator
 # Large allocations go through the cached arenas too (by default jemalloc frees those at once), and freed pages
 # are never handed back to the kernel, so no step faults them in again.
 JEMALLOC_CONF = "oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1"
@@ -44,8 +44,8 @@ def jemalloc_environment(
     environ: Mapping[str, str], library: str | None, cpu_only_machine: bool
 ) -> dict[str, str] | None:
     """The environment to restart with (LD_PRELOAD with `library` first, MALLOC_CONF unless the user set one),
-    or None to carry on as is: switched off, an accelerator machine, no jemalloc, or one already preloaded."""
-    if environ.get(SWITCH, "1") == "0" or not cpu_only_machine or library is None or jemalloc_preloaded(environ):
+    or None to carry on as is: an accelerator machine, no jemalloc, or one already preloaded."""
+    if not cpu_only_machine or library is None or jemalloc_preloaded(environ):
         return None
     environment = dict(environ)
     environment["LD_PRELOAD"] = ":".join(filter(None, [library, environ.get("LD_PRELOAD", "")]))
@@ -60,7 +60,7 @@ def restart_under_jemalloc() -> None:
     environment = jemalloc_environment(os.environ, library, cpu_only())
     if environment is None:
         return
-    print(f"dl4cv_jax: restarting under {library} ({SWITCH}=0 keeps the system allocator)", file=sys.stderr)
+    print(f"dl4cv_jax: restarting under {library} (XLA:CPU's buffers stay mapped)", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
     os.execve(sys.executable, sys.orig_argv, environment)

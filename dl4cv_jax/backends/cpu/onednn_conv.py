@@ -11,8 +11,8 @@ The same library holds oneDNN's batch normalization (`onednn_batch_norm.cc`, cal
 The bridge is compiled on first use with the C++ compiler (`$CXX`, else g++) against the oneDNN wheel
 (`onednn-cpu-gomp`, a dependency) and jaxlib's FFI headers, and cached under ~/.cache/dl4cv_jax keyed by the
 source and versions, so a fresh clone builds it once (about 3 s). Where that cannot be done (no compiler, no
-wheel, another platform) `available()` says why in one warning and the models keep XLA's convolutions.
-`DL4CV_ONEDNN=0` turns it off.
+wheel, another platform) `available()` says why in one warning and the layers keep XLA's convolutions.
+`config.backend='xla'` does without it (and without the rest of this package).
 
 Which oneDNN kernel runs: oneDNN's first choice, except on 32 or fewer channels, where its direct JIT kernel
 measured faster than its brgemm one for some passes (`PreferDirectKernel` in the .cc; `kernel_name` says which
@@ -45,12 +45,11 @@ from jax import lax
 
 from dl4cv_jax.choices import ConfigError
 
-SWITCH = "DL4CV_ONEDNN"
 KERNELS_SWITCH = "DL4CV_ONEDNN_KERNELS"
 KERNEL_CHOICES = ("default", "first")  # the bridge's rule; oneDNN's first choice everywhere
 DIRECTIONS = ("forward", "input_gradient", "kernel_gradient")  # the .cc's Direction, in order
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
-# Compiled into the same library: oneDNN's batch normalization (models/onednn_batch_norm.py calls it); both
+# Compiled into the same library: oneDNN's batch normalization (onednn_batch_norm.py calls it); both
 # include HEADER (engine, streams, scratch, plan cache), which the library's digest covers too.
 SOURCES = (SOURCE, Path(__file__).with_name("onednn_batch_norm.cc"))
 HEADER = Path(__file__).with_name("onednn_bridge.h")
@@ -73,7 +72,7 @@ _TARGETS = {
 # (57M-302M) keeps both threads, being slower with one (1,253.5 and 1,210.9 against 1,297.7 and 1,308.2 img/s
 # in float32 with its 151M convs on one).
 MACS_PER_THREAD = 20_000_000
-NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes (models/conv.py uses it too)
+NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes (conv.py uses it too)
 Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 Strides = tuple[int, int]
 
@@ -142,9 +141,9 @@ def _library() -> ctypes.CDLL:
 
 @functools.cache
 def available() -> bool:
-    """Whether oneDNN's convolutions can run here: the CPU backend on one device, Linux x86-64, not switched off,
-    and the bridge built and registered. Warns once, naming the reason, when it could have been used but failed."""
-    if os.environ.get(SWITCH, "1") == "0" or jax.default_backend() != "cpu" or jax.device_count() != 1:
+    """Whether oneDNN's convolutions can run here: jax's CPU platform on one device, Linux x86-64, and the bridge
+    built and registered. Warns once, naming the reason, when it could have been used but failed."""
+    if jax.default_backend() != "cpu" or jax.device_count() != 1:
         return False  # several devices: a custom call has no sharding rule, so XLA's convolutions stay
     if (sys.platform, platform.machine()) != ("linux", "x86_64"):
         return False  # the oneDNN wheels (pyproject.toml) exist for Linux x86-64 only
@@ -152,7 +151,7 @@ def available() -> bool:
     try:
         library = _library()
     except (BuildError, OSError, subprocess.TimeoutExpired) as error:
-        logging.warning("oneDNN convolutions unavailable, using XLA's (%s=0 silences this): %s", SWITCH, error)
+        logging.warning("oneDNN unavailable, using XLA's kernels (config.backend='xla' silences this): %s", error)
         return False
     for target, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
@@ -200,7 +199,7 @@ def custom_call(target: str, results: Any) -> Callable[..., Any]:
     """`jax.ffi.ffi_call` of one of the library's `_TARGETS` (registered on first use), run once per element
     under vmap; a clear error where the library is not available here."""
     if not available():  # also registers the custom calls on first use
-        raise RuntimeError(f"oneDNN convolutions are not available here ({SWITCH}, backend, devices or build)")
+        raise RuntimeError("oneDNN is not available here (platform, devices or build; see onednn_conv.available)")
     return jax.ffi.ffi_call(target, results, vmap_method="sequential")
 
 

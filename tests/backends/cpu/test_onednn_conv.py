@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from dl4cv_jax.fusion_barrier import always_true
 from jax import lax
 
-from dl4cv_jax.fusion_barrier import always_true
 from dl4cv_jax.models import conv, create_model, onednn_conv
 from tests.conftest import tiny_digits_config
 

@@ -47,21 +47,19 @@ to float rounding (tested); dilated or grouped layers, other layouts and other b
 `lax.conv_general_dilated` unchanged.
 """
 
-import contextlib
-import contextvars
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dl4cv_jax.fusion_barrier import always_true, kept_as_buffer
-from dl4cv_jax.models import onednn_conv
-from dl4cv_jax.models.onednn_conv import NHWC as _NHWC  # the names of Flax's 2-D layout
-from dl4cv_jax.models.onednn_conv import Pads, Strides
-from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
+from dl4cv_jax.backends.cpu import onednn_conv
+from dl4cv_jax.backends.cpu.fusion_barrier import always_true, kept_as_buffer
+from dl4cv_jax.backends.cpu.onednn_conv import NHWC as _NHWC  # the names of Flax's 2-D layout
+from dl4cv_jax.backends.cpu.onednn_conv import Pads, Strides
+from dl4cv_jax.backends.cpu.unrolled_vmap import unrolled_under_vmap
 
 # Input channels up to which a stride-1 conv on CPU takes the tap-sum forward pass (0 turns it off).
 MAX_TAP_SUM_CHANNELS = 1
@@ -81,20 +79,13 @@ _FLAX_2D = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1)
 # The paths whose convolutions (and gradients) XLA never fuses into: oneDNN custom calls, and the tap sum kept
 # as a buffer by its own conditional.
 UNFUSED_PATHS = ("onednn", "tap_sum_onednn")
-# The predicate (true at run time) with which `conv_general_dilated` keeps other paths' inputs as buffers, set by
-# `inputs_kept_as_buffers`; None: not kept.
-_KEEP_INPUTS: contextvars.ContextVar[jax.Array | None] = contextvars.ContextVar("keep_conv_inputs", default=None)
-
-
-@contextlib.contextmanager
-def inputs_kept_as_buffers(always_true: jax.Array) -> Iterator[None]:
-    """Within this context, every conv whose path XLA can fuse into (all but `UNFUSED_PATHS`) gets its input
-    through `kept_as_buffer(x, always_true)`: see `train/conv_inputs.py` for why, and why not the others."""
-    token = _KEEP_INPUTS.set(always_true)
-    try:
-        yield
-    finally:
-        _KEEP_INPUTS.reset(token)
+# Whether the other paths get their input through `kept_as_buffer`. Why: the kernel gradient of a convolution
+# reads the layer's input with batch and channels swapped, so XLA:CPU transposes it first, and its fusion pass
+# pulls the cheap elementwise producers of that input (BatchNorm, ReLU, the residual add) into the transpose
+# instead of reading the buffer the forward pass wrote; along a ResNet's identity shortcuts this chained back
+# through every block of a stage (benchmarks/RESULTS.md, "conv inputs"). Values and gradients are unchanged.
+# oneDNN's passes read buffers anyway, so there the conditional would only cost a copy and a dispatch.
+KEEP_CONV_INPUTS = True
 
 
 def _xla_conv(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pads) -> jax.Array:
@@ -316,11 +307,10 @@ def conv_general_dilated(
     dimension_numbers: Any = None,
     **options: Any,
 ) -> jax.Array:
-    """Drop-in for `lax.conv_general_dilated`; the models pass it as `nn.Conv(..., conv_general_dilated=...)`."""
+    """Drop-in for `lax.conv_general_dilated`; the backend's conv layer passes it to `nn.Conv`."""
     path = cpu_path(lhs, rhs, window_strides, dimension_numbers, padding, **options)
-    keep = _KEEP_INPUTS.get()
-    if keep is not None and path not in UNFUSED_PATHS:
-        lhs = kept_as_buffer(lhs, keep)
+    if KEEP_CONV_INPUTS and path not in UNFUSED_PATHS and path != "xla":
+        lhs = kept_as_buffer(lhs, always_true(rhs))  # the kernel: replicated, so no cross-device read
     if path == "xla":
         return lax.conv_general_dilated(
             lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers, **options

@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from dl4cv_jax.cpu_allocator import JEMALLOC_CONF, SWITCH, jemalloc_environment
+
 from tests.conftest import REPO
 
 LIBRARY = "libjemalloc.so.2"

@@ -1,4 +1,4 @@
-"""The 2x2/2 max pool every model with pooling runs (CNN, VGG, LeNet-5).
+"""The CPU backend's 2x2/2 max pool (`Layers.max_pool_2x2`: CNN, VGG, LeNet-5).
 
 Same values and the same gradient as `nn.max_pool(x, (2, 2), (2, 2))`, ties included (the gradient goes to the
 first maximum of each window in row-major order, as `reduce_window`'s does), but written so that XLA:CPU runs

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
 from jax import lax
 
 from dl4cv_jax.models import conv
-from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
 
 K = 3
 

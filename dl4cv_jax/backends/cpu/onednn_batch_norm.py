@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dl4cv_jax.models import onednn_conv
+from dl4cv_jax.backends.cpu import onednn_conv
 
 TYPES = (jnp.float32, jnp.bfloat16)
 # One OpenMP thread per this many activations (`onednn_conv.openmp_threads`). Smaller BatchNorms run on the calling

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from dl4cv_jax.models.batch_norm import BatchNorm
 
 from dl4cv_jax.models import onednn_batch_norm
-from dl4cv_jax.models.batch_norm import BatchNorm
 
 pytestmark = pytest.mark.skipif(
     (sys.platform, platform.machine()) != ("linux", "x86_64"), reason="the oneDNN wheels are for Linux x86-64 only"
