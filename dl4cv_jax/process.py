@@ -2,7 +2,8 @@
 
 `main.py` calls it first thing (with `restart=True`), and the trainer calls it for library users
 (`train_and_evaluate` and `build_trainer`), so a seed means the same numbers from the command line and from a
-notebook. It does three things, each only where it applies, and may be called any number of times:
+notebook. It does three things, each only where it applies. The first call decides: later calls (the trainer's,
+after an entry point's own) change nothing, so a benchmark's `xla_cpu_flags=False` stays.
 
 1. PRNG: `jax_threefry_partitionable=False`. The partitionable threefry (jax's default since 0.5) gives other
    random bits for the same key and made XLA:CPU compile a small CNN's initialisers several times slower; the
@@ -14,10 +15,16 @@ notebook. It does three things, each only where it applies, and may be called an
    any work; a notebook keeps its allocator.
 """
 
+_configured = False  # set by the first call; see the module docstring
+
 
 def configure_process(*, restart: bool = False, jemalloc: bool = True, xla_cpu_flags: bool = True) -> None:
     """Applies the set-up above. `restart=True` (entry points only) may replace the process under jemalloc:
     call it before anything else. `jemalloc=False` / `xla_cpu_flags=False` leave those out (benchmarks)."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
     if restart and jemalloc:
         from dl4cv_jax.backends.cpu.allocator import restart_under_jemalloc
 
@@ -28,5 +35,4 @@ def configure_process(*, restart: bool = False, jemalloc: bool = True, xla_cpu_f
         apply_xla_cpu_defaults()
     import jax
 
-    if jax.config.jax_threefry_partitionable:
-        jax.config.update("jax_threefry_partitionable", False)
+    jax.config.update("jax_threefry_partitionable", False)

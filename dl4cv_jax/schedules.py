@@ -3,7 +3,8 @@
 Every schedule starts from the peak rate config.optimizer.learning_rate. Durations in the config are in
 epochs and are converted to optimizer steps with the number of steps per epoch. With `warmup_epochs > 0`
 a linear warmup from 0 to the peak runs first (optax.join_schedules) and the chosen schedule spans the
-remaining steps.
+remaining steps; a warmup not shorter than the run (a recipe's 1 epoch in a 1-epoch quick run) becomes half
+the run, with a warning.
 
 reduce_on_plateau cannot be a function of the step alone: it depends on the validation metric. Its base
 schedule is constant and the training loop scales the optimizer's updates by `plateau_scale(state)`, a
@@ -11,11 +12,13 @@ multiplier that `step_plateau` lowers once per epoch when the monitored metric s
 (optax.contrib.reduce_on_plateau).
 """
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 from ml_collections import ConfigDict
 
 from dl4cv_jax.choices import choose, require
@@ -124,6 +127,22 @@ SCHEDULES: dict[str, _Builder] = {
 }
 
 
+def warmup_epochs(warmup: float, num_epochs: int) -> float:
+    """The warmup to use: `warmup` (config.schedule.warmup_epochs), or half the run when it is not shorter.
+
+    A recipe's warmup of 1 or 5 epochs would otherwise stop a quick `--config.num_epochs=1` run; shortening it
+    with a warning keeps the schedule's shape (rise, then the schedule) at the run's length. Negative is refused.
+    """
+    require(warmup >= 0, "schedule.warmup_epochs", warmup, "must be >= 0")
+    if warmup < num_epochs:
+        return warmup
+    shortened = num_epochs / 2
+    logging.warning(
+        "config.schedule.warmup_epochs=%s is not below num_epochs=%s: using %s", warmup, num_epochs, shortened
+    )
+    return shortened
+
+
 def make_schedule(config: ConfigDict, steps_per_epoch: int, num_epochs: int) -> optax.Schedule:
     """Returns step -> learning rate for config.schedule, with the optional linear warmup joined in front."""
     sched = config.schedule
@@ -133,9 +152,8 @@ def make_schedule(config: ConfigDict, steps_per_epoch: int, num_epochs: int) -> 
         raise ValueError(f"steps_per_epoch={steps_per_epoch} must be >= 1 (is the training set smaller than a batch?)")
     require(num_epochs >= 1, "num_epochs", num_epochs, "must be >= 1")
     total = steps_per_epoch * num_epochs
-    key = "schedule.warmup_epochs"
-    require(0 <= sched.warmup_epochs < num_epochs, key, sched.warmup_epochs, f"must be in [0, num_epochs={num_epochs})")
-    warmup = round(sched.warmup_epochs * steps_per_epoch)
+    # At least one step is left to the schedule after the warmup (optax refuses a cosine over 0 steps).
+    warmup = min(round(warmup_epochs(sched.warmup_epochs, num_epochs) * steps_per_epoch), math.ceil(total) - 1)
     main = builder(peak, sched, total - warmup, steps_per_epoch, total)
     if warmup == 0:
         return main
@@ -163,7 +181,7 @@ def make_plateau(config: ConfigDict) -> optax.GradientTransformationExtraArgs | 
         cooldown=sched.plateau_cooldown,
         accumulation_size=1,
     )
-    # Compiled once: run eagerly, its lax.cond costs ~0.4 s per epoch on a CPU.
+    # Compiled once: run eagerly, its lax.cond costs noticeable time every epoch on a CPU (benchmarks/RESULTS.md).
     return optax.GradientTransformationExtraArgs(plateau.init, jax.jit(plateau.update))
 
 

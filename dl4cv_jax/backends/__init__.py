@@ -5,11 +5,16 @@
 - 'auto' (default): 'cpu' on a single CPU device, 'xla' everywhere else (GPUs, TPUs, several CPU devices).
 
 Only the trainer calls `model_layers`; a model receives the result as its `layers` field and never learns which
-backend it runs on. Nothing here imports jax or the CPU package until it is asked for.
+backend it runs on. Nothing here imports jax, flax or the CPU package until it is asked for (so that
+`backends.cpu.allocator` can restart the process before jax is loaded).
 """
 
+from typing import TYPE_CHECKING
+
 from dl4cv_jax.choices import ConfigError, choose
-from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
+
+if TYPE_CHECKING:
+    from dl4cv_jax.models.layers import Layers
 
 BACKENDS = {"auto": "auto", "xla": "xla", "cpu": "cpu"}
 
@@ -28,9 +33,11 @@ def resolve_backend(name: str, platform: str | None = None, device_count: int | 
     return name
 
 
-def model_layers(name: str) -> Layers:
+def model_layers(name: str) -> "Layers":
     """The layers the model builder gets for `config.backend=name` (see the module docstring)."""
     if resolve_backend(name) == "xla":
+        from dl4cv_jax.models.layers import FLAX_LAYERS
+
         return FLAX_LAYERS
     from dl4cv_jax.backends.cpu.layers import cpu_layers
 

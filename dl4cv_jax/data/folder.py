@@ -36,7 +36,7 @@ def list_class_folders(split_dir: pathlib.Path) -> dict[str, list[str]]:
     with os.scandir(split_dir) as entries:
         folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     for name in folders:
-        with os.scandir(split_dir / name) as entries:  # scandir: no stat() per file, 60,000 files in ~0.1 s
+        with os.scandir(split_dir / name) as entries:  # scandir: no stat() per file, so large folders list fast
             files = [e.path for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()]
         classes[name] = sorted(files)
     return classes

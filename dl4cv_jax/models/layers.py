@@ -1,7 +1,7 @@
 """The layers a model builds from, handed in by whoever builds it: Flax's own by default.
 
 Why a seam: the same architecture should run on Flax's layers everywhere, yet one kind of hardware may want its
-own implementation of a conv or a norm (the CPU backend, `dl4cv_jax/backends/cpu/`, computes them with oneDNN).
+own implementation of a conv or a norm (README, "Backends": `config.backend` picks it; models never do).
 Following flax/examples/imagenet, where `ResNet.conv` is a field swapped by the builder, each model has a
 `layers: Layers` field and calls `self.layers.conv(...)` where it would call `nn.Conv(...)`. A model written with
 plain `nn.Conv` still works; it simply never gets another implementation.

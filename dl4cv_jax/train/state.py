@@ -91,8 +91,8 @@ def create_train_state(
 ) -> TrainState:
     """Initialises the model on a dummy batch of `image_shape` and wraps everything in a TrainState.
 
-    The init is jit-compiled as one program: run eagerly, every parameter shape compiles its own random op,
-    which costs ~30 s for a small CNN on a CPU.
+    The init is jit-compiled as one program: run eagerly, every parameter shape compiles its own random op, which
+    adds up to a long start even for a small CNN on a CPU (benchmarks/RESULTS.md).
     """
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
     init = jax.jit(functools.partial(model.init, train=False))

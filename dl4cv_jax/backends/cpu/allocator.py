@@ -1,21 +1,17 @@
 """jemalloc for CPU runs: `process.configure_process(restart=True)` (main.py, the benchmarks) restarts the
 process under it where the machine has it.
 
-Why: XLA:CPU allocates a step's temporaries afresh at every execution, in buffers of tens to hundreds of MB.
-glibc's malloc serves such sizes with mmap and returns them with munmap, so every step faults the same memory
-in again, and the kernel zeroes every page: 73,897-74,311 minor page faults and 0.235-0.275 s of kernel time
-per ResNet-20 float32 step at batch 128 on the 2-core CPU, about a sixth of the step's CPU time. glibc's
-tunables do not fix it: its thread arenas mmap anything above 64 MB whatever the thresholds say, and with one
-arena for all threads the faults go but the step is no faster. jemalloc, with `oversize_threshold:0` so that
-large allocations are cached like the others, keeps the pages: 2,711-4,494 faults and 0.018-0.020 s per step.
-jemalloc still returned freed pages to the kernel after its decay time (10 s) had passed, and in about one
-process in four or five that struck buffers every step: 22,181 faults per ResNet-20 step against 2,555-2,954,
-and 837.7 img/s against 1,067.8-1,207.6 for the same step in five other processes. `dirty_decay_ms:-1` and
-`muzzy_decay_ms:-1` keep freed pages for the life of the process (its resident memory stays at its peak, as a
-training process's does anyway): six processes then ran at 1,111.0-1,165.3 img/s with 2,274-2,609 faults per
-step (counted from outside by a harness since replaced; `getrusage` inside the process, as
-benchmarks/step_server.py counts now, gives 0.1-1.4 per step). The figures, and the speed-ups, are in
-benchmarks/RESULTS.md.
+Why: XLA:CPU allocates a step's temporaries afresh at every execution, in buffers of tens to hundreds of MB. glibc's
+malloc serves such sizes with mmap and returns them with munmap, so every step faults the same memory in again, and the
+kernel zeroes every page: for a ResNet-20 float32 step on a small CPU, a sizeable share of the step's CPU time went to
+page faults. glibc's tunables do not fix it: its thread arenas mmap anything above 64 MB whatever the thresholds say,
+and with one arena for all threads the faults go but the step is no faster. jemalloc, with `oversize_threshold:0` so
+that large allocations are cached like the others, keeps the pages, and the faults and their kernel time all but vanish.
+jemalloc still returned freed pages to the kernel after its decay time (10 s) had passed, and in some processes that
+struck buffers every step: such a process faulted many times more often and ran clearly slower than others running the
+same step. `dirty_decay_ms:-1` and `muzzy_decay_ms:-1` keep freed pages for the life of the process (its resident memory
+stays at its peak, as a training process's does anyway), and processes then ran alike. The figures, and the speed-ups,
+are in benchmarks/RESULTS.md.
 
 The allocator must be in place before the process starts (LD_PRELOAD), so `restart_under_jemalloc` runs the
 same command line again, once, in a new process image (`os.execv`): the restarted process finds jemalloc already

@@ -1,45 +1,41 @@
-"""The convolution every model's conv layer (`conv_layer.Conv`, Flax's `nn.Conv`) runs: `lax.conv_general_dilated`,
-on the CPU backend oneDNN's where it is available, else XLA's with its gradients written out for XLA:CPU and three
-rewrites for layers with few input channels, whose convolutions are slowest there (benchmarks/RESULTS.md, 2-core
-CPU):
+"""The convolution of the CPU backend's conv layer (`Layers.conv` of `layers.py`: `conv_layer.Conv`, Flax's `nn.Conv`
+on this module's `conv_general_dilated`): `lax.conv_general_dilated`, oneDNN's where it has a kernel for the layer,
+else XLA's with its gradients written out for XLA:CPU and three rewrites for layers with few input channels, whose
+convolutions are slowest there. The measurements behind each path and threshold are in benchmarks/RESULTS.md;
+docs/cpu_backend.md says which path a layer takes.
 
 - Path 'onednn', float32 and bfloat16, one device (`onednn_conv.py`): the forward pass and both gradients are
-  oneDNN's, the library PyTorch's CPU convolutions run on, called as XLA custom calls. One layer (128x32x32x16,
-  3x3): forward 2.12 against XLA's 3.35 ms, input gradient 2.09 against 3.43, kernel gradient 1.55 against 7.55;
-  ResNet-20's float32 step 543.0 -> 845.7 images/s, bfloat16 647.5 -> 1227.0. A one-channel layer keeps the tap
-  sum's forward pass below ('tap_sum_onednn': LeNet's step was 22,433.9 images/s with oneDNN's, 30,421.4 with
-  the tap sum's). Layers where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`, float16, several
-  devices) take the paths below.
+  oneDNN's, the library PyTorch's CPU convolutions run on, called as XLA custom calls. Each pass is faster than
+  XLA:CPU's, the kernel gradient most of all, and so is the whole train step. A one-channel layer keeps the tap
+  sum's forward pass below ('tap_sum_onednn'; `cpu_path` says why). Where oneDNN is not available (no compiler
+  or wheel, float16, several devices), or has no kernel for the layer's type on this processor (bfloat16 on a
+  processor without AVX-512: `onednn_conv.supports`), the layer takes the XLA paths below. (`--config.backend=xla`
+  never reaches this module: it builds Flax's own layers.)
 - Every plain 2-D conv on CPU (path 'canonical', and the kernel gradient of the three rewrites below): the input
   and kernel gradients are the convolutions XLA's autodiff builds, with their operands transposed here into the
   NHWC/HWIO form of XLA:CPU's fast convolution kernels. Autodiff leaves the kernel gradient in another dimension
   order; at the top level XLA:CPU transposes it itself, but inside a while loop (the whole-epoch `lax.scan`,
-  `data.scan_epoch`) it did not and ran a generic loop instead: scanned epochs ran at 0.01-0.02x the speed of the
-  step-by-step loop for the cnn and ResNet-20, 0.15-0.33x for LeNet. Written out, the gradients run the same
-  kernels in both places (scanned against step by step: LeNet 0.62-1.35x, cnn 0.93-1.03x, ResNet-20 0.92-0.99x),
-  with bit-identical float32 values and an unchanged step-by-step speed.
-- One input channel (grey images' first layer): the forward pass as a sum over the k*k taps of shifted input
-  slices times a kernel row, which XLA fuses into one loop. LeNet's conv1 (28x28x1 -> 6, 5x5, batch 128): 1.43-1.63
-  ms against XLA's 8.39-10.54 ms (PyTorch 1.53-2.36 ms). The backward pass is the convolution gradient above (the tap
-  sum's would be k*k full-size reductions), and the sum goes through a conditional XLA cannot fold (its predicate,
-  always true, reads the kernel): otherwise XLA fuses the 25-tap loop into every consumer and recomputes it there
-  (conv1's forward and kernel gradient: 9.94 ms without the conditional, 4.05 ms with it, 10.97-11.13 ms for XLA's
-  convolution). LeNet's train step: 4,193.0 -> 6,306.7 images/s.
+  `data.scan_epoch`) it did not and ran a generic loop instead, so a scanned epoch ran many times slower than the
+  step-by-step loop. Written out, the gradients run the same kernels in both places, so the scanned epoch keeps
+  pace with the step-by-step loop, with bit-identical float32 values and an unchanged step-by-step speed.
+- One input channel (grey images' first layer, e.g. LeNet's conv1, 28x28x1 -> 6, 5x5), where XLA:CPU's own
+  convolution is slow: the forward pass as a sum over the k*k taps of shifted input slices times a kernel row,
+  which XLA fuses into one loop. The backward pass is the convolution gradient above (the tap sum's would be k*k
+  full-size reductions), and the sum goes through a conditional XLA cannot fold (its predicate, always true, reads
+  the kernel): otherwise XLA fuses the 25-tap loop into every consumer and recomputes it there, which cost more
+  than the tap sum saved.
 - Two to `MAX_COL2IM_CHANNELS` input channels, float32 (LeNet's conv2, RGB stems): XLA's forward pass, the
   kernel gradient above, but the input gradient as one matmul and a sum of the k*k shifted tap planes (col2im),
-  where XLA's transposed convolution is slow with few output channels. LeNet's conv2: 3.457 ms against XLA's
-  7.161 ms (5.777 ms with the planes in NHWC, zero-padded and summed, as first written); train step 6,285.1 ->
-  7,156.6 images/s with the channel-major planes against the NHWC ones. A stem's input gradient is never computed
-  (its input is the image), so stems keep XLA's speed.
+  where XLA's transposed convolution is slow with few output channels. The planes are laid out channel-major, not
+  NHWC as first written (`_col2im_input_gradient` says why). A stem's input gradient is never computed (its input
+  is the image), so stems keep XLA's speed.
 - Strided layers (ResNets' downsampling convs and projection shortcuts): XLA's forward pass, the kernel gradient
   above, but the input gradient as one stride-1 convolution of the output gradient, whose s*s*C output channels are
   the input's s*s phases (pixels whose coordinates have the same remainders mod s), interleaved back by a
   reshape (depth-to-space). XLA:CPU computes a strided conv's input gradient as a convolution of the zero-dilated
-  output gradient, which is slower with few channels: ResNet-20's 32x32x16 -> 32 layer (batch 128) took 8.44-8.84
-  ms that way against 3.35-3.46 ms, a 1x1 stride-2 shortcut 32x32x64 -> 128 3.73-3.78 ms against 2.54-2.60. With
-  64 or more channels XLA's is faster (32x32x64 -> 128, 3x3: 21.26-21.42 ms against 29.05-29.15), as the phase
-  convolution computes 16/9 as many products for a 3x3 kernel at stride 2 (`MAX_PHASE_CHANNELS`). ResNet-20's
-  train step: 669.3 -> 719.7 images/s (float32, on an AVX-512 machine).
+  output gradient, which is slower with few channels (e.g. ResNet-20's 32x32x16 -> 32 layer, a 1x1 stride-2
+  shortcut 32x32x64 -> 128). With 64 or more channels XLA's is faster, as the phase convolution computes 16/9 as
+  many products for a 3x3 kernel at stride 2; hence `MAX_PHASE_CHANNELS`.
 
 Under `jax.vmap` over both inputs and kernels (vmap_seeds), each of these convolutions and its gradients runs
 once per copy rather than as one grouped convolution (`unrolled_vmap.py`). Values equal the plain convolution up
@@ -70,9 +66,9 @@ MAX_COL2IM_CHANNELS = 8
 MAX_PHASE_CHANNELS = 32
 # Whether float32 and bfloat16 convs on CPU run on oneDNN where it is available (`onednn_conv.available()`).
 USE_ONEDNN = True
-# At every size: with small passes on one OpenMP thread (onednn_conv.MACS_PER_THREAD), oneDNN's beat XLA's
-# convolutions on the smallest layers too (ResNet-20's batch-1 latency 0.51 against 0.57-0.78 ms with layers
-# under 2**23 multiply-adds left to XLA, as they were while every oneDNN call ran on every core).
+# At every size: with small passes on one OpenMP thread (onednn_conv.MACS_PER_THREAD), oneDNN's convolutions beat
+# XLA's on the smallest layers too, so no size threshold leaves layers to XLA (one under 2**23 multiply-adds did
+# while every oneDNN call ran on every core; ResNet-20's batch-1 latency in benchmarks/RESULTS.md).
 # The layout Flax's nn.Conv asks for with 2-D kernels: NHWC inputs and outputs, HWIO kernels.
 _FLAX_2D = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 
@@ -96,8 +92,9 @@ def _tap_sum_forward(lhs: jax.Array, rhs: jax.Array, strides: Strides, pads: Pad
     """sum over (dy, dx, c) of the input shifted by (dy, dx), channel c, times kernel row rhs[dy, dx, c, :],
     accumulated in float32 like XLA's convolution and returned in the input dtype.
 
-    The buffer holds the float32 sum and the cast comes after it: as one loop ending in a cast to bfloat16, LeNet's
-    conv1 took 2.11 ms against 0.47 ms (bf16 step 14,002.1 -> 18,135.5 images/s, benchmarks/RESULTS.md)."""
+    The buffer holds the float32 sum and the cast comes after it: XLA:CPU ran the sum as one loop ending in a cast
+    to bfloat16 several times slower than the same loop without the cast, which held back LeNet's whole bfloat16
+    step (benchmarks/RESULTS.md, "bfloat16 on XLA:CPU")."""
     kh, kw, channels, _ = rhs.shape
     padded = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0))).astype(jnp.float32)
     height, width = padded.shape[1] - kh + 1, padded.shape[2] - kw + 1
@@ -117,8 +114,8 @@ def _col2im_input_gradient(g: jax.Array, rhs: jax.Array, strides: Strides, pads:
     input taps) and the k*k tap planes added in place into the padded input (col2im), cropped by the padding.
 
     The taps are laid out channel-major, (kh, kw, C, N, H, W), so each plane is one contiguous block that an
-    in-place add writes into a (C, N, H, W) buffer: on XLA:CPU that is 3.46 ms for LeNet's conv2 against 5.78
-    ms for the NHWC planes zero-padded and summed (benchmarks/RESULTS.md)."""
+    in-place add writes into a (C, N, H, W) buffer, which XLA:CPU does faster than summing NHWC planes that were
+    each zero-padded to the input's size (LeNet's conv2: benchmarks/RESULTS.md)."""
     batch, height, width, out_features = g.shape
     kh, kw, channels, _ = rhs.shape
     columns = jnp.dot(rhs.reshape(-1, out_features), g.reshape(-1, out_features).T)
@@ -252,6 +249,15 @@ def _explicit_pads(lhs: jax.Array, rhs: jax.Array, strides: Strides, padding: st
     return tuple((int(low), int(high)) for low, high in padding)
 
 
+def _onednn_supports(lhs: jax.Array, rhs: jax.Array, strides: Sequence[int], padding: Any) -> bool:
+    """oneDNN available here, with kernels for this layer's passes in its type (`onednn_conv.supports`)."""
+    if not onednn_conv.available():
+        return False
+    strides = tuple(int(s) for s in strides)
+    pads = _explicit_pads(lhs, rhs, strides, "VALID" if padding is None else padding)
+    return onednn_conv.supports(tuple(lhs.shape), tuple(rhs.shape), strides, pads, jnp.dtype(lhs.dtype).name)
+
+
 def cpu_path(
     lhs: jax.Array,
     rhs: jax.Array,
@@ -283,10 +289,9 @@ def cpu_path(
     crops = padding is not None and min(map(min, _explicit_pads(lhs, rhs, window_strides, padding))) < 0
     float32 = lhs.dtype == rhs.dtype == jnp.float32
     onednn_types = lhs.dtype == rhs.dtype and lhs.dtype in (jnp.float32, jnp.bfloat16)
-    if USE_ONEDNN and onednn_types and not crops and onednn_conv.available():
-        # The tap sum's forward pass stays: with oneDNN's, LeNet's step was slower (22,433.9 against 30,421.4
-        # img/s, interleaved), though oneDNN's alone is faster (0.16 against 0.30 ms for LeNet's conv1); with
-        # that pass on one thread, still 34,167.8 against 35,753.2 in float32, 41,593.0 against 43,155.7 in bf16.
+    if USE_ONEDNN and onednn_types and not crops and _onednn_supports(lhs, rhs, window_strides, padding):
+        # The tap sum's forward pass stays: oneDNN's alone is faster on LeNet's conv1, but LeNet's whole step was
+        # slower with it, in float32 and bfloat16, also with that pass on one thread (benchmarks/RESULTS.md).
         return "tap_sum_onednn" if _all_ones(window_strides) and rhs.shape[2] <= MAX_TAP_SUM_CHANNELS else "onednn"
     if not _all_ones(window_strides):
         kernel_within_stride = all(k <= s for k, s in zip(rhs.shape[:2], window_strides, strict=True))
@@ -295,7 +300,7 @@ def cpu_path(
     if rhs.shape[2] <= MAX_TAP_SUM_CHANNELS:
         return "tap_sum"
     if rhs.shape[2] <= MAX_COL2IM_CHANNELS and float32:
-        return "col2im"  # float32 only: in bfloat16 the matmul made LeNet's step slower (4,435.5 -> 3,297.0 img/s)
+        return "col2im"  # float32 only: in bfloat16 the matmul made LeNet's step slower (benchmarks/RESULTS.md)
     return "canonical"
 
 

@@ -3,9 +3,9 @@
 
 Why: the gradient of a bias is the sum of the output gradient over batch, height and width. Flax adds the bias
 in the layer's dtype, so under `precision=bfloat16` that sum is a bfloat16 reduction, which XLA:CPU 0.10 runs as
-a chunked `reduce-window` loop: 1.40-1.73 ms for LeNet's conv1 gradient (128x28x28x6) on the 2-core CPU, against
-0.16-0.21 ms for the same sum of the gradient converted to float32, which XLA hands to its fast reduction kernels.
-LeNet-5's bfloat16 train step: 18,209.8 -> 24,379.9 images/s (benchmarks/RESULTS.md). The float32 gradient is
+a chunked `reduce-window` loop, several times slower than the same sum of the gradient converted to float32, which
+XLA hands to its fast reduction kernels; on a layer as small as LeNet's conv1 (128x28x28x6) that loop was a visible
+part of the bfloat16 train step (benchmarks/RESULTS.md, "bfloat16 on XLA:CPU"). The float32 gradient is
 rounded to the bias dtype afterwards, so the result is at least as accurate as Flax's; in float32 nothing changes.
 
 The parameters are `nn.Conv`'s, under the layer's own name: the inner `nn.Conv` shares this module's scope, so

@@ -1,12 +1,12 @@
 """A value XLA:CPU must compute once, into a buffer, instead of recomputing it inside each consumer.
 
-XLA's fusion pass duplicates cheap elementwise producers into their consumers. That is usually right, but on CPU
-it turned a transpose into a loop that recomputed three BatchNorm/ReLU/add layers per element (81.8 ms instead of
-1.9 ms), and a 25-tap sum into a loop per consumer (benchmarks/RESULTS.md). `jax.lax.optimization_barrier` would
-stop it, but XLA:CPU removes barriers before fusion. A conditional is never fused and its result is a buffer, so
-the value goes through a `lax.cond` whose predicate is true at run time but not a compile-time constant; the
-other branch, never taken, gives NaNs, so a wrong predicate could not pass unnoticed. XLA folds a conditional
-whose branches are identical, hence the NaN branch rather than a second identity.
+XLA's fusion pass duplicates cheap elementwise producers into their consumers. That is usually right, but on CPU it
+turned a transpose into a loop that recomputed three BatchNorm/ReLU/add layers per element, many times slower than the
+plain transpose, and a 25-tap sum into a loop per consumer (benchmarks/RESULTS.md). `jax.lax.optimization_barrier` would
+stop it, but XLA:CPU removes barriers before fusion. A conditional is never fused and its result is a buffer, so the
+value goes through a `lax.cond` whose predicate is true at run time but not a compile-time constant; the other branch,
+never taken, gives NaNs, so a wrong predicate could not pass unnoticed. XLA folds a conditional whose branches are
+identical, hence the NaN branch rather than a second identity.
 """
 
 import jax

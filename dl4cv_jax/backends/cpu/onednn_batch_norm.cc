@@ -2,13 +2,13 @@
 //
 // Why: XLA:CPU 0.10 hands a BatchNorm's per-channel sums to YNN's reductions, which do not fuse the conversion
 // of a bfloat16 input to float32: each sum first writes the whole input again as float32, and the normalised
-// value and the backward pass's terms are written in float32 too. A bfloat16 BatchNorm + ReLU at 128x32x32x16
-// took 2.7 ms forward and backward, as long as in float32, against 1.9 ms for PyTorch's (benchmarks/RESULTS.md).
-// oneDNN's primitives read and write the activations in their own type and keep float32 only inside.
+// value and the backward pass's terms are written in float32 too. So a bfloat16 BatchNorm + ReLU, forward and
+// backward, took as long as in float32, and longer than PyTorch's (benchmarks/RESULTS.md). oneDNN's primitives
+// read and write the activations in their own type and keep float32 only inside.
 //
 // Layout: activations NHWC (or NC, as N x 1 x 1 x C), float32 or bfloat16; scale, shift, mean and variance
 // float32 vectors. The variance is the biased one (over N*H*W), as Flax's BatchNorm uses. Compiled together with
-// onednn_conv.cc into one library (dl4cv_jax/models/onednn_conv.py builds it).
+// onednn_conv.cc into one library (dl4cv_jax/backends/cpu/onednn_conv.py builds it).
 
 #include <algorithm>
 #include <cmath>

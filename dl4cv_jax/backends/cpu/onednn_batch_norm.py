@@ -4,9 +4,8 @@ Why: XLA:CPU 0.10 gives a BatchNorm's per-channel sums to YNN's reductions, whic
 bfloat16 input to float32, so each sum first writes the whole input again in float32; the normalised value and
 the backward pass's terms are float32 buffers too. A bfloat16 BatchNorm + ReLU, forward and backward, took as long
 as in float32. oneDNN's primitives (`onednn_batch_norm.cc`, built into the library `onednn_conv.py` compiles)
-read and write activations in their own type and keep float32 inside. On the 2-core CPU, BatchNorm + ReLU forward
-and backward in ms, Flax's against oneDNN's: 128x32x32x16 bfloat16 2.83 / 1.55, float32 2.80 / 1.87; 128x8x8x64
-bfloat16 0.53 / 0.25 (benchmarks/RESULTS.md).
+read and write activations in their own type and keep float32 inside, so they beat Flax's BatchNorm + ReLU in
+both types and by most in bfloat16 (per-shape times in benchmarks/RESULTS.md, "BatchNorm on oneDNN").
 
 `batch_norm(x, scale, shift, epsilon)` returns the normalised `x` (NHWC or NC, float32 or bfloat16) and the batch
 mean and biased variance (float32, as Flax's BatchNorm computes them). Its gradient is oneDNN's backward pass; the
@@ -26,9 +25,10 @@ from dl4cv_jax.backends.cpu import onednn_conv
 
 TYPES = (jnp.float32, jnp.bfloat16)
 # One OpenMP thread per this many activations (`onednn_conv.openmp_threads`). Smaller BatchNorms run on the calling
-# XLA thread alone: the digits CNN's layers (32x8x8x32, 65,536 values) made its train step 3x slower on two
-# threads (246-265 steps/s against 720-741 on one, 2-core CPU). ResNet-20's (524,288 to 2,097,152) keep both;
-# one thread was no faster there (1,142-1,240 against 1,224-1,255 img/s in float32).
+# XLA thread alone: on layers as small as the digits CNN's (32x8x8x32, 65,536 values) a second thread's fork and
+# join cost far more than it gave, and made the whole train step several times slower. ResNet-20's (524,288 to
+# 2,097,152) keep both; one thread was no faster there (benchmarks/RESULTS.md, "Small oneDNN passes on one
+# thread").
 ELEMENTS_PER_THREAD = 250_000
 
 

@@ -1,10 +1,10 @@
 // oneDNN's 2-D convolutions (forward, input gradient, kernel gradient) as XLA:CPU custom calls (the XLA FFI).
 //
-// Why: XLA:CPU 0.10's convolutions, above all the kernel gradient, are 2-5x slower than oneDNN's on the same
-// layer (benchmarks/RESULTS.md), and no XLA flag in that jaxlib routes them to oneDNN. This file is the whole
+// Why: XLA:CPU 0.10's convolutions, above all the kernel gradient, are several times slower than oneDNN's on the
+// same layer (benchmarks/RESULTS.md), and no XLA flag in that jaxlib routes them to oneDNN. This file is the whole
 // bridge: the layouts are Flax's (activations NHWC, kernels HWIO), in float32 or bfloat16 (one type for all
-// three arrays); dl4cv_jax/models/onednn_conv.py compiles it on first use and falls back to XLA's convolution
-// where it cannot.
+// three arrays); onednn_conv.py beside it (dl4cv_jax/backends/cpu/) compiles it on first use and falls back to
+// XLA's convolution where it cannot.
 //
 // Each handler builds its oneDNN primitive once per geometry (cached; oneDNN JIT-compiles its kernels), lets
 // oneDNN pick its kernel layout (format `any`) and reorders the HWIO kernel to and from it. Scratch memory is
@@ -66,14 +66,14 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
 }
 
 // Whether to take oneDNN's direct JIT kernel where its first choice is a brgemm one. A fixed rule, not timing
-// at run time, so that every run computes the same sums in the same order. It is what oneDNN 3.2 measured in
-// this bridge on an AVX-512 processor (benchmarks/onednn_kernels.py; RESULTS.md, "oneDNN's kernel choice"): the
-// direct kernel took 1.3-2.8x less time for strided input gradients with 32 or fewer channels (oneDNN's
-// `brgconv_strided`), 1.16-1.75x less for float32 input gradients with 16 or fewer channels and 2.6x less for
-// a bfloat16 one with 6 input channels (LeNet's conv2), and 1.3-1.6x less for forward passes with 8 or fewer
-// input channels. Elsewhere the brgemm kernels were mostly as fast or faster (32-channel float32 input gradients
-// 0.97x with the direct kernel; ResNet-18's 128- and 256-channel layers 13-30% slower with it; its 4x4
-// 512-channel input gradient, faster with it, is left to oneDNN). Kernel gradients have only the direct kernel.
+// at run time, so that every run computes the same sums in the same order. It follows what oneDNN 3.2 measured
+// in this bridge on an AVX-512 processor (benchmarks/onednn_kernels.py; the figures in benchmarks/RESULTS.md,
+// "oneDNN's kernel choice"): the direct kernel was faster for strided input gradients with 32 or fewer channels
+// (oneDNN's `brgconv_strided`), for float32 input gradients with 16 or fewer channels, for a bfloat16 one with
+// 6 input channels (LeNet's conv2), and for forward passes with 8 or fewer input channels. Elsewhere the
+// brgemm kernels were mostly as fast or faster (32-channel float32 input gradients; ResNet-18's 128- and
+// 256-channel layers; its 4x4 512-channel input gradient, faster with the direct kernel, is left to oneDNN).
+// Kernel gradients have only the direct kernel.
 bool PreferDirectKernel(Direction direction, const Geometry& g) {
   const int64_t fewest = std::min(g.c, g.o);
   const bool strided = g.sh > 1 || g.sw > 1;
@@ -126,9 +126,8 @@ struct Plan {
 };
 
 // Kernel reorders run on the calling thread alone, whatever the pass's count: a kernel is small (ResNet-18's
-// largest, 3x3x512x512, is 9 MB in float32) and an OpenMP team cost more than it gave. ResNet-20's step was 2-3%
-// faster (float32 1,287.8 -> 1,329.2 and 1,239.2 -> 1,265.7 img/s, bfloat16 1,909.9 -> 1,974.4; alternated),
-// ResNet-18's the same (131.2 and 130.4).
+// largest, 3x3x512x512, is 9 MB in float32) and an OpenMP team cost more than it gave: ResNet-20's step was a
+// little faster that way, ResNet-18's no slower (benchmarks/RESULTS.md).
 constexpr int kReorderThreads = 1;
 
 void ReorderKernel(const dnnl::reorder& reorder, dnnl::stream& stream, memory& from, memory& to) {

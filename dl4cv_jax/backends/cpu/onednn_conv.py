@@ -1,16 +1,16 @@
 """oneDNN's convolutions (the library PyTorch's CPU convolutions run on) inside jitted JAX programs on the CPU.
 
-Why: XLA:CPU 0.10's convolutions are what kept ResNet-20's CPU train step below PyTorch's (benchmarks/RESULTS.md):
-its kernel gradients are 4-6x slower than oneDNN's on the same layer, its forward passes and input gradients
-1.5-2.5x, and no XLA flag in this jaxlib routes convolutions to oneDNN. `onednn_conv.cc` beside this file calls
-oneDNN's forward, backward-data and backward-weights primitives as XLA custom calls (the XLA FFI), in Flax's
-layouts (NHWC activations, HWIO kernels), in float32 or bfloat16 (oneDNN's bf16 kernels use AVX-512 BF16 where
-the processor has it; XLA:CPU 0.10's bf16 convolutions do not).
+Why: XLA:CPU 0.10's convolutions are what kept ResNet-20's CPU train step below PyTorch's (benchmarks/RESULTS.md): its
+kernel gradients are several times slower than oneDNN's on the same layer, its forward passes and input gradients slower
+too, and no XLA flag in this jaxlib routes convolutions to oneDNN. `onednn_conv.cc` beside this file calls oneDNN's
+forward, backward-data and backward-weights primitives as XLA custom calls (the XLA FFI), in Flax's layouts (NHWC
+activations, HWIO kernels), in float32 or bfloat16 (oneDNN's bf16 kernels use AVX-512 BF16 where the processor has it;
+XLA:CPU 0.10's bf16 convolutions do not).
 
 The same library holds oneDNN's batch normalization (`onednn_batch_norm.cc`, called by `onednn_batch_norm.py`).
 The bridge is compiled on first use with the C++ compiler (`$CXX`, else g++) against the oneDNN wheel
 (`onednn-cpu-gomp`, a dependency) and jaxlib's FFI headers, and cached under ~/.cache/dl4cv_jax keyed by the
-source and versions, so a fresh clone builds it once (about 3 s). Where that cannot be done (no compiler, no
+source and versions, so a fresh clone builds it once (a few seconds). Where that cannot be done (no compiler, no
 wheel, another platform) `available()` says why in one warning and the layers keep XLA's convolutions.
 `config.backend='xla'` does without it (and without the rest of this package).
 
@@ -65,12 +65,10 @@ _TARGETS = {
 
 # One OpenMP thread per this many multiply-adds of a convolution pass, at least one, at most OMP_NUM_THREADS or
 # the cores (the .cc clamps). Below twice this, a pass runs on the calling XLA thread alone: oneDNN's fork and
-# join, and its threads spinning against XLA's, cost more there than a second core gives. On the 2-core CPU
-# (benchmarks/RESULTS.md), LeNet's train step (15M and 31M multiply-adds) went from 31,631.7 and 31,714.1 to
-# 40,007.9 and 39,657.3 img/s in float32 and from 32,700.9 and 30,889.4 to 45,153.6 and 46,307.9 in bfloat16,
-# and the digits CNN's evaluation at batch 32 from 59,716.5 and 46,554.8 to 78,961.0 and 75,133.2; ResNet-20
-# (57M-302M) keeps both threads, being slower with one (1,253.5 and 1,210.9 against 1,297.7 and 1,308.2 img/s
-# in float32 with its 151M convs on one).
+# join, and its threads spinning against XLA's, cost more there than a second core gives. The value sits between
+# the two cases measured: LeNet's passes (15M and 31M multiply-adds) run on one thread, which made its train step
+# and the digits CNN's evaluation clearly faster; ResNet-20's (57M-302M) keep both threads, as its step was slower
+# with its 151M convs on one (benchmarks/RESULTS.md, "Small oneDNN passes on one thread").
 MACS_PER_THREAD = 20_000_000
 NHWC = ("NHWC", "HWIO", "NHWC")  # Flax's layout, the only one the bridge takes (conv.py uses it too)
 Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
@@ -187,6 +185,21 @@ def kernel_name(
     if function(DIRECTIONS.index(direction), sizes, dtype == "bfloat16", not first_choice, name, len(name)) != 0:
         raise ValueError(f"oneDNN has no {direction} kernel for {lhs_shape} x {rhs_shape} in {dtype}")
     return name.value.decode()
+
+
+@functools.cache
+def supports(lhs_shape: tuple[int, ...], rhs_shape: tuple[int, ...], strides: Strides, pads: Pads, dtype: str) -> bool:
+    """Whether oneDNN has a kernel for all three passes of this convolution in `dtype` on this processor.
+
+    Why: oneDNN's bfloat16 convolutions need AVX-512 (an AVX2-only processor has none), and its primitive is
+    only created when the compiled program first runs, too late to fall back; asking here, at trace time, lets
+    such a layer take XLA's convolution instead."""
+    for direction in DIRECTIONS:
+        try:
+            kernel_name(direction, lhs_shape, rhs_shape, strides, pads, dtype)
+        except ValueError:
+            return False
+    return True
 
 
 def openmp_threads(work: int, work_per_thread: int) -> int:

@@ -4,9 +4,8 @@ Same values and the same gradient as `nn.max_pool(x, (2, 2), (2, 2))`, ties incl
 first maximum of each window in row-major order, as `reduce_window`'s does), but written so that XLA:CPU runs
 both passes as elementwise loops: the forward pass is a maximum of the four strided slices, and the backward
 pass compares the input with the saved output. `nn.max_pool`'s gradient is a select-and-scatter that XLA:CPU runs
-as a scatter, and `jnp.max`'s is a divide by the number of ties (another reduction). LeNet's conv1 pool
-(128x28x28x6), forward + backward on the 2-core CPU: 1.28 ms, against 3.16 ms for a reshape max and 6.12 ms
-for `nn.max_pool` (benchmarks/RESULTS.md).
+as a scatter, and `jnp.max`'s is a divide by the number of ties (another reduction). On LeNet's conv1 pool
+(128x28x28x6) the elementwise passes beat both a reshape max and `nn.max_pool` (benchmarks/RESULTS.md).
 """
 
 import jax

@@ -1,10 +1,10 @@
 """A function that, under `jax.vmap` over all of its arguments, runs once per copy instead of batched.
 
-Why: `vmap_seeds` trains K models at once, each with its own weights and batches. JAX batches a convolution whose
-kernel is batched into one grouped convolution (`feature_group_count=K`), and XLA:CPU runs that more slowly than
-K ordinary ones: a 3x3 128x32x32x16 layer's value and both gradients, K=4, took 318.7-339.5 ms as one grouped
-convolution against 205.1-222.4 ms as four (experiments/README.md). Where only some arguments are batched (a
-shared kernel over several batches), JAX's own rule is kept: it folds the copies into the convolution's batch.
+Why: `vmap_seeds` trains K models at once, each with its own weights and batches. JAX batches a convolution whose kernel
+is batched into one grouped convolution (`feature_group_count=K`), and XLA:CPU runs that more slowly than K ordinary
+ones (measured on a 3x3 128x32x32x16 layer's value and both gradients, K=4: experiments/README.md, where the vmap_seeds
+figures live). Where only some arguments are batched (a shared kernel over several batches), JAX's own rule is kept: it
+folds the copies into the convolution's batch.
 """
 
 from collections.abc import Callable

@@ -1,9 +1,9 @@
 """The XLA:CPU flag `process.configure_process` sets on CPU-only machines.
 
 XLA:CPU routes each convolution through its YNN fusion by default; turning that off made the ResNet-20 train step
-on XLA's convolutions about twice as fast on a 2-core CPU (benchmarks/RESULTS.md). It is applied only where no
-accelerator plugin is installed (the flag is CPU-specific), only if the user has not set it, and only before jax
-has created its backends (XLA reads XLA_FLAGS once).
+on XLA's convolutions much faster (benchmarks/RESULTS.md). It is applied only where no accelerator plugin is
+installed (the flag is CPU-specific), only if the user has not set it, and only before jax has created its
+backends (XLA reads XLA_FLAGS once).
 """
 
 import importlib.util
