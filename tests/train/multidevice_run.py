@@ -1,8 +1,8 @@
 """Run by test_multidevice.py in a subprocess (the device count is fixed when jax starts).
 
-Trains a few steps of a BatchNorm + dropout CNN on digits and saves parameters, batch statistics and losses,
-so the test can compare a 1-device run with an 8-device run. Also records the error for a batch size that
-does not divide by the device count.
+Trains a few steps of a BatchNorm + dropout CNN on digits (`config.backend` from the command line) and saves
+parameters, batch statistics and losses, so the test can compare a 1-device run with an 8-device run. Also
+records the error for a batch size that does not divide by the device count.
 """
 
 import json
@@ -19,8 +19,8 @@ from tests.conftest import tiny_digits_config
 STEPS = 6
 
 
-def main(out_prefix: str) -> None:
-    config = tiny_digits_config(model__dropout_rate=0.2)
+def main(out_prefix: str, backend: str) -> None:
+    config = tiny_digits_config(model__dropout_rate=0.2, backend=backend)
     config.data.augment = ("crop", "flip")
     config.data.crop_padding = 1
     data = load_data(config)
@@ -45,4 +45,4 @@ def main(out_prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
+from dl4cv_jax.backends.cpu import onednn_conv
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.data import load_data
-from dl4cv_jax.models import onednn_conv
 from dl4cv_jax.train import callbacks as callbacks_lib
 from dl4cv_jax.train.loop import build_trainer, check_config, train_and_evaluate, train_epoch
 from tests.conftest import tiny_digits_config
@@ -41,21 +41,16 @@ def two_epochs(scan: bool, **overrides):
     return initial, jax.device_get(state), epochs, record
 
 
-@pytest.fixture
-def xla_kernels(monkeypatch):
-    """XLA's convolutions and BatchNorm in both programs: see the test below for why."""
-    monkeypatch.setattr(onednn_conv, "available", lambda: False)
-
-
 @pytest.mark.parametrize("overrides", [{}, {"debug__overfit_batches": 3}])
-def test_scanned_epochs_equal_step_by_step_epochs(overrides, xla_kernels):
-    initial, looped, looped_epochs, looped_steps = two_epochs(False, **overrides)
-    _, scanned, scanned_epochs, scanned_steps = two_epochs(True, **overrides)
+def test_scanned_epochs_equal_step_by_step_epochs(overrides):
+    # Flax's layers (config.backend='xla') in both programs: see below for why.
+    initial, looped, looped_epochs, looped_steps = two_epochs(False, backend="xla", **overrides)
+    _, scanned, scanned_epochs, scanned_steps = two_epochs(True, backend="xla", **overrides)
     assert scanned_steps.steps == looped_steps.steps  # callbacks see every step, numbered alike
     # XLA fuses the scanned program differently, so float rounding differs in the last bits and 30 steps of SGD
     # amplify it: the first steps agree to float32 precision, the rest to 1e-3, and each parameter's total change
     # to within 2% (measured: < 0.7%). A wrong batch, key or step count would differ at once, and by far more.
-    # On XLA's kernels (the fixture). With oneDNN's BatchNorm on one OpenMP thread (its sums in another order;
+    # On Flax's layers. With the CPU backend's oneDNN BatchNorm on one OpenMP thread (its sums in another order;
     # each call within 2e-6 of a float64 reference), the two programs agreed to the bit for 10 steps, then parted
     # (2.3e-6 at step 11, 8.7e-4 by step 24) and the parameters ended 12.5% of their change apart: how far such
     # runs drift depends on where rounding first differs, not on the loop. The next test keeps oneDNN's first
@@ -72,8 +67,8 @@ def test_scanned_epochs_equal_step_by_step_epochs(overrides, xla_kernels):
 
 def test_on_onednn_a_scanned_epochs_first_steps_equal_the_loops():
     assert onednn_conv.available()  # the CPU build: convolutions and BatchNorm are oneDNN's custom calls
-    _, _, _, looped_steps = two_epochs(False)
-    _, _, _, scanned_steps = two_epochs(True)
+    _, _, _, looped_steps = two_epochs(False, backend="cpu")
+    _, _, _, scanned_steps = two_epochs(True, backend="cpu")
     assert scanned_steps.steps == looped_steps.steps
     np.testing.assert_allclose(scanned_steps.losses[:10], looped_steps.losses[:10], rtol=1e-6)
 

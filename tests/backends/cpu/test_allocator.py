@@ -1,5 +1,5 @@
-"""`cpu_allocator`: when the restart under jemalloc happens, that it happens once, and that it does what it is for
-(XLA:CPU's large buffers no longer fault their pages in again at every call)."""
+"""`backends.cpu.allocator`: when the restart under jemalloc happens, that it happens once, and that it does what
+it is for (XLA:CPU's large buffers no longer fault their pages in again at every call)."""
 
 import ctypes.util
 import os
@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-from dl4cv_jax.cpu_allocator import JEMALLOC_CONF, SWITCH, jemalloc_environment
 
+from dl4cv_jax.backends.cpu.allocator import JEMALLOC_CONF, jemalloc_environment
 from tests.conftest import REPO
 
 LIBRARY = "libjemalloc.so.2"
@@ -30,7 +30,6 @@ def test_keeps_the_users_preloads_and_malloc_conf():
 @pytest.mark.parametrize(
     "environ, library, cpu_only_machine",
     [
-        ({SWITCH: "0"}, LIBRARY, True),  # switched off
         ({}, None, True),  # no jemalloc on this machine
         ({}, LIBRARY, False),  # an accelerator machine
         ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, LIBRARY, True),  # already restarted (or preloaded by hand)
@@ -43,8 +42,8 @@ def test_carries_on_unchanged(environ, library, cpu_only_machine):
 _PROBE = textwrap.dedent(
     """
     import resource, sys
-    from dl4cv_jax.cpu_allocator import restart_under_jemalloc
-    restart_under_jemalloc()
+    from dl4cv_jax.process import configure_process
+    configure_process(restart=True, jemalloc=sys.argv[1] == "1")
     import jax, jax.numpy as jnp
     x = jnp.ones((20_000_000,), jnp.float32)  # 80 MB: each call returns a new buffer that size
     double = jax.jit(lambda x: x * 2.0)
@@ -62,13 +61,13 @@ _PROBE = textwrap.dedent(
 )
 
 
-def _probe(switch: str) -> tuple[float, bool, str]:
+def _probe(jemalloc: str) -> tuple[float, bool, str]:
     """Minor page faults per call of a jitted function with an 80 MB result (the least of 3 windows of 10 calls);
     whether jemalloc is mapped; stderr."""
-    environment = dict(os.environ, **{SWITCH: switch}, JAX_PLATFORMS="cpu")
+    environment = dict(os.environ, JAX_PLATFORMS="cpu")
     environment.pop("LD_PRELOAD", None)
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _PROBE, jemalloc], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
     faults, mapped = result.stdout.split()

@@ -1,6 +1,6 @@
-"""`models.conv.conv_general_dilated`: its XLA:CPU paths equal XLA's convolution in values and gradients.
+"""`backends.cpu.conv.conv_general_dilated`: its XLA:CPU paths equal XLA's convolution in values and gradients.
 
-These are the paths where oneDNN is not available (no compiler, `DL4CV_ONEDNN=0`) and in bfloat16, so every test
+These are the paths where oneDNN is not available (no compiler, no kernel for the type) and in bfloat16, so every test
 here runs with `conv.USE_ONEDNN` off; tests/models/test_onednn_conv.py covers the oneDNN paths."""
 
 import flax.linen as nn
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from dl4cv_jax.models import conv, create_model
+from dl4cv_jax.backends.cpu import conv
+from dl4cv_jax.backends.cpu.layers import cpu_layers
+from dl4cv_jax.models import create_model
 from tests.conftest import tiny_digits_config
 
 
@@ -104,7 +106,8 @@ def test_each_layer_takes_its_path():
 
 def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
     # The compiled step keeps the tap sum as a buffer: a conditional reading the kernel, which XLA must not fold.
-    model = create_model(tiny_digits_config(model__name="lenet").model, 10)
+    monkeypatch.setattr(conv, "KEEP_CONV_INPUTS", False)  # the conv inputs' conditionals: test_conv_inputs.py
+    model = create_model(tiny_digits_config(model__name="lenet").model, 10, cpu_layers())
     x = jnp.ones((2, 28, 28, 1))
     params = model.init(jax.random.key(0), x, train=False)
     hlo = jax.jit(lambda p: model.apply(p, x, train=False)).lower(params).compile().as_text()

@@ -1,35 +1,13 @@
-"""`config.materialize_conv_inputs`: the same values and gradients, a different compiled program on CPU."""
+"""`backends.cpu.conv.KEEP_CONV_INPUTS`: the same values and gradients, a different compiled program on XLA:CPU."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from dl4cv_jax import fusion_barrier
-from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.backends.cpu import conv, fusion_barrier
 from dl4cv_jax.data import load_data
-from dl4cv_jax.models import conv
-from dl4cv_jax.train import conv_inputs
 from dl4cv_jax.train.loop import build_trainer
 from tests.conftest import tiny_digits_config
-
-
-def _config(mode, **overrides):
-    # A ResNet-20 (identity shortcuts: where XLA:CPU's recomputation chains) on 8x8 digits, 2 steps.
-    return tiny_digits_config(model__name="resnet20", batch_size=16, materialize_conv_inputs=mode, **overrides)
-
-
-@pytest.mark.parametrize(
-    ("mode", "backend", "expected"),
-    [("auto", "cpu", True), ("auto", "gpu", False), ("auto", "tpu", False), ("on", "gpu", True), ("off", "cpu", False)],
-)
-def test_auto_turns_it_on_for_the_cpu_backend_only(mode, backend, expected):
-    assert conv_inputs.enabled(_config(mode), backend) is expected
-
-
-def test_a_bad_mode_names_the_key_and_the_choices():
-    with pytest.raises(ConfigError, match=r"config\.materialize_conv_inputs='yes'.*auto, off, on"):
-        conv_inputs.enabled(_config("yes"))
 
 
 def test_the_never_taken_branch_would_show_as_nans():
@@ -39,10 +17,11 @@ def test_the_never_taken_branch_would_show_as_nans():
     assert np.isnan(np.asarray(fusion_barrier.kept_as_buffer(x, jnp.asarray(False)))).all()
 
 
-def _two_steps(mode):
-    config = _config(mode)
-    data = load_data(config)
-    trainer, state = build_trainer(config, data)
+def _two_steps(keep: bool, monkeypatch):
+    # A ResNet-20 (identity shortcuts: where XLA:CPU's recomputation chains) on 8x8 digits, 2 steps, CPU backend.
+    monkeypatch.setattr(conv, "KEEP_CONV_INPUTS", keep)  # read while tracing: each build traces anew
+    config = tiny_digits_config(model__name="resnet20", batch_size=16, backend="cpu")
+    trainer, state = build_trainer(config, load_data(config))
     initial = jax.device_get(state.params)
     batches = list(trainer.train_batches(0))[:2]
     compiled = trainer.train_step.lower(state, batches[0]).compile()
@@ -53,15 +32,15 @@ def _two_steps(mode):
     return jax.device_get(state), losses, compiled.as_text(), initial
 
 
-def test_materialised_conv_inputs_train_exactly_like_the_plain_step(monkeypatch):
-    # XLA's convolutions: the option adds its conditionals only before them (oneDNN's passes are custom calls,
-    # which XLA never fuses into; tests/models/test_onednn_conv.py counts none there).
+def test_kept_conv_inputs_train_exactly_like_the_plain_step(monkeypatch):
+    # XLA's convolutions (oneDNN's passes are custom calls, which XLA never fuses into; test_onednn_conv.py
+    # counts no conditional there).
     monkeypatch.setattr(conv, "USE_ONEDNN", False)
-    plain, plain_losses, plain_hlo, initial = _two_steps("off")
-    kept, kept_losses, kept_hlo, _ = _two_steps("on")
-    # The point of the option: every conv input (ResNet-20 has 19 convs) is the result of a conditional that
-    # XLA kept after optimisation; if XLA ever learns to fold the predicate, this fails and the speed-up is gone.
-    # (The plain step has one of its own: the grey digits' stem runs as a tap sum, models/conv.py.)
+    plain, plain_losses, plain_hlo, initial = _two_steps(False, monkeypatch)
+    kept, kept_losses, kept_hlo, _ = _two_steps(True, monkeypatch)
+    # The point: every conv input (ResNet-20 has 19 convs) is the result of a conditional that XLA kept after
+    # optimisation; if XLA ever learns to fold the predicate, this fails and the speed-up is gone.
+    # (The plain step has one of its own: the grey digits' stem runs as a tap sum, conv.py.)
     added = kept_hlo.count(" conditional(") - plain_hlo.count(" conditional(")
     assert added >= 19, added
     np.testing.assert_allclose(kept_losses, plain_losses, rtol=1e-6)

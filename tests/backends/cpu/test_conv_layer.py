@@ -1,5 +1,5 @@
-"""`models.conv_layer`: the models' conv layer has `nn.Conv`'s parameters and values, and sums its bias gradient in
-float32 (Flax sums it in the layer's dtype, a slow bfloat16 reduction on XLA:CPU)."""
+"""`backends.cpu.conv_layer`: the CPU backend's conv layer has `nn.Conv`'s parameters and values, and sums its bias
+gradient in float32 (Flax sums it in the layer's dtype, a slow bfloat16 reduction on XLA:CPU)."""
 
 import flax.linen as nn
 import jax
@@ -7,9 +7,11 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dl4cv_jax.models.conv_layer import Conv, add_bias
 
-from dl4cv_jax.models import conv, create_model
+from dl4cv_jax.backends.cpu import conv
+from dl4cv_jax.backends.cpu.conv_layer import Conv, add_bias
+from dl4cv_jax.backends.cpu.layers import cpu_layers
+from dl4cv_jax.models import create_model
 from dl4cv_jax.models.norm import conv_kernel_init
 from tests.conftest import tiny_digits_config
 
@@ -41,7 +43,7 @@ def _sum_sin(layer, params, x):  # a nonlinear loss, so the cotangents are not a
 def test_same_parameters_values_and_gradients_as_nn_conv(shape, features, kernel, strides, padding, use_bias):
     x = jax.random.normal(jax.random.key(1), shape)
     ours, flax_conv = (
-        Conv(features, kernel, strides, padding, use_bias),
+        Conv(features, kernel, strides, padding, use_bias, kernel_init=conv_kernel_init),
         _flax_conv(*(features, kernel), strides, padding, use_bias),
     )
     params = ours.init(jax.random.key(0), x)
@@ -104,7 +106,7 @@ def test_add_bias_under_vmap_equals_each_copy():
 def test_models_keep_their_parameter_names():
     # Checkpoints saved before this layer existed must still restore: LeNet's convs are 'conv1' and 'conv2',
     # each with a 'kernel' and a 'bias', as nn.Conv named them.
-    model = create_model(tiny_digits_config(model__name="lenet").model, 10)
+    model = create_model(tiny_digits_config(model__name="lenet").model, 10, cpu_layers())
     params = model.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)), train=False)["params"]
     assert set(params["conv1"]) == set(params["conv2"]) == {"kernel", "bias"}
     assert params["conv1"]["kernel"].shape == (5, 5, 1, 6) and params["conv2"]["bias"].shape == (16,)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dl4cv_jax.models.pool import _even_max_pool, max_pool_2x2
+
+from dl4cv_jax.backends.cpu.pool import _even_max_pool, max_pool_2x2
 
 flax_pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
 

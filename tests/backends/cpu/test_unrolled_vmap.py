@@ -1,16 +1,16 @@
-"""`models.unrolled_vmap` and the conv drop-in under `jax.vmap`: one convolution per copy, the same values.
+"""`backends.cpu.unrolled_vmap` and the conv drop-in under `jax.vmap`: one convolution per copy, the same values.
 
 The compiled-HLO checks look at XLA's convolutions, so they run with `conv.USE_ONEDNN` off (oneDNN's are custom
-calls, one per copy: tests/models/test_onednn_conv.py)."""
+calls, one per copy: test_onednn_conv.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dl4cv_jax.models.unrolled_vmap import unrolled_under_vmap
 from jax import lax
 
-from dl4cv_jax.models import conv
+from dl4cv_jax.backends.cpu import conv
+from dl4cv_jax.backends.cpu.unrolled_vmap import unrolled_under_vmap
 
 K = 3
 
@@ -77,4 +77,6 @@ def test_the_drop_in_stays_twice_differentiable(use_onednn, monkeypatch):
     expected_path = "onednn" if use_onednn else "canonical"
     assert conv.cpu_path(x, w, (1, 1), conv._FLAX_2D, ((1, 1), (1, 1))) == expected_path
     got = jax.grad(penalty, argnums=1)(conv.conv_general_dilated, w)
-    np.testing.assert_allclose(got, jax.grad(penalty, argnums=1)(lax.conv_general_dilated, w), rtol=1e-4, atol=1e-4)
+    expected = jax.grad(penalty, argnums=1)(lax.conv_general_dilated, w)
+    # Entries reach ~2,000 and cancel: float32 rounding of the sums is relative to the largest, not to each.
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max()))
