@@ -33,10 +33,9 @@ def test_main_trains_with_overrides(tmp_path):
 
 
 def test_default_workdir_is_named_after_the_config():
-    sys.path.insert(0, str(REPO))
-    import main
+    from dl4cv_jax.modes import default_workdir
 
-    assert str(main.default_workdir("configs/resnet_cifar.py")) == "runs/resnet_cifar"
+    assert str(default_workdir("configs/resnet_cifar.py")) == "runs/resnet_cifar"
 
 
 def test_predict_takes_space_separated_images(tmp_path):
@@ -92,7 +91,7 @@ def test_mode_flags_refuse_other_modes():
 
 
 def test_an_unknown_onednn_kernel_switch_stops_main_in_one_line_before_any_run(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", DL4CV_ONEDNN_KERNELS="fastest", DL4CV_JEMALLOC="0")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", DL4CV_ONEDNN_KERNELS="fastest")
     workdir = tmp_path / "run"
     args = [sys.executable, "main.py", f"--workdir={workdir}", "--config.num_epochs=2"]
     result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -1,5 +1,7 @@
 """Schedules against optax's own schedule functions or closed forms; reduce-on-plateau; the monitor mode."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,6 +83,51 @@ def test_warmup_rises_linearly_from_zero_to_peak():
     np.testing.assert_allclose(_values(schedule, [0, 5, 10]), [0.0, LR / 2, LR], rtol=1e-6)
 
 
+# (schedule, num_epochs, warmup_epochs, the warmup in steps (SPE per epoch), reference over the whole run)
+SHORTENED = [
+    # A recipe's 1-epoch warmup in a 1-epoch quick run: half the run (5 of 10 steps), then the cosine.
+    ("cosine", 1, 1.0, 5, optax.warmup_cosine_decay_schedule(0.0, LR, 5, SPE, end_value=0.0)),
+    ("cosine", 1, 5.0, 5, optax.warmup_cosine_decay_schedule(0.0, LR, 5, SPE, end_value=0.0)),
+    ("cosine", EPOCHS, 8.0, 40, optax.warmup_cosine_decay_schedule(0.0, LR, 40, TOTAL, end_value=0.0)),
+    (
+        "linear",
+        2,
+        3.0,
+        10,
+        optax.join_schedules([optax.linear_schedule(0.0, LR, 10), optax.linear_schedule(LR, 0.0, 10)], [10]),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "epochs", "warmup_epochs", "warmup_steps", "reference"),
+    SHORTENED,
+    ids=[f"{name}-warmup_{warmup}_of_{epochs}" for name, epochs, warmup, *_ in SHORTENED],
+)
+def test_a_warmup_not_shorter_than_the_run_becomes_half_the_run(
+    name, epochs, warmup_epochs, warmup_steps, reference, caplog
+):
+    config = _config(name, warmup_epochs=warmup_epochs, end_fraction=0.0)
+    with caplog.at_level(logging.WARNING):
+        schedule = schedules.make_schedule(config, SPE, epochs)
+    steps = list(range(SPE * epochs + 2))
+    np.testing.assert_allclose(_values(schedule, steps), [float(reference(s)) for s in steps], rtol=1e-5, atol=1e-7)
+    assert _values(schedule, [warmup_steps])[0] == pytest.approx(LR)  # the peak right after the warmup
+    shortened = f"config.schedule.warmup_epochs={warmup_epochs} is not below num_epochs={epochs}: using {epochs / 2}"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [shortened]
+
+
+def test_a_warmup_below_the_run_is_kept_and_leaves_the_schedule_a_step(caplog):
+    """0.95 of a 1-epoch run is 10 of 10 steps after rounding: the cosine keeps its last step (optax refuses a cosine
+    over 0 steps), and nothing is shortened, so nothing is logged."""
+    with caplog.at_level(logging.WARNING):
+        schedule = schedules.make_schedule(_config("cosine", warmup_epochs=0.95), SPE, 1)
+    reference = optax.warmup_cosine_decay_schedule(0.0, LR, SPE - 1, SPE, end_value=0.0)
+    steps = list(range(SPE + 1))
+    np.testing.assert_allclose(_values(schedule, steps), [float(reference(s)) for s in steps], rtol=1e-5, atol=1e-7)
+    assert not caplog.records
+
+
 def test_step_boundaries_are_fractions_of_the_whole_run():
     config = _config("step", decay_rate=0.1, boundaries_epochs=(0.5, 0.75))
     got = _values(schedules.make_schedule(config, SPE, EPOCHS), [0, 39, 40, 59, 60, 79])
@@ -148,7 +195,8 @@ def test_monitor_mode():
     "name, fields, match",
     [
         ("warm_restarts", {}, r"config\.schedule\.name='warm_restarts'.*choose one of: constant, cosine"),
-        ("cosine", {"warmup_epochs": 8.0}, r"config\.schedule\.warmup_epochs=8\.0 must be in \[0, num_epochs=8\)"),
+        ("cosine", {"warmup_epochs": -1.0}, r"config\.schedule\.warmup_epochs=-1\.0 must be >= 0"),
+        ("cosine", {"warmup_epochs": float("nan")}, r"config\.schedule\.warmup_epochs=nan must be >= 0"),
         ("cosine", {"end_fraction": 1.5}, r"config\.schedule\.end_fraction=1\.5"),
         ("exponential", {"decay_rate": 0.0}, r"config\.schedule\.decay_rate=0\.0"),
         ("inverse_time", {"decay_epochs": 0.0}, r"config\.schedule\.decay_epochs=0\.0"),

@@ -1,0 +1,134 @@
+"""What each `main.py --mode=<name>` does, as one small function per mode in `MODES`.
+
+main.py reads the flags and hands their values over as one `Command`; nothing here reads absl flags, so a mode
+runs the same from a notebook: `MODES["eval"](Command(workdir=pathlib.Path("runs/digits_cnn")))`.
+A mode returns None when it succeeded, or a one-line reason the run failed although nothing raised (a sweep with
+unfinished trials, a reproduction that differs); main.py prints it as `error: <reason>` and exits with status 1.
+The library modules are imported inside each mode, so importing this one loads no jax: main.py imports it before
+`configure_process(restart=True)` may re-execute the process.
+"""
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from absl import logging
+from ml_collections import ConfigDict
+
+
+def default_workdir(path: str) -> pathlib.Path:
+    """runs/<file name without .py> (of the config, or of the sweep), so each has its own place by default."""
+    return pathlib.Path("runs") / pathlib.Path(path).stem
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """The command line's values, plain; each mode reads the fields it needs (see main.py's flags)."""
+
+    config: ConfigDict | None = None  # --config with its --config.a.b=value overrides applied
+    config_path: str = "configs/digits_cnn.py"  # the --config file: names the default workdir
+    workdir: pathlib.Path | None = None  # --workdir; None = runs/<config file name> (sweep: <sweep file name>)
+    args: tuple[str, ...] = ()  # positional arguments: compare's workdirs, predict's further images
+    config_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the --config.a.b=value pairs
+    split: str = "test"
+    checkpoint: str = "best"
+    tta: str | None = None  # None = the run's own config.eval_tta
+    images: tuple[str, ...] = ()
+    top_k: int = 5
+    output: str | None = None
+    sweep: str | None = None
+    workers: int = 1
+
+    @property
+    def run_dir(self) -> pathlib.Path:
+        return self.workdir or default_workdir(self.config_path)
+
+
+def train(command: Command) -> None:
+    """train, validate, test the best checkpoint (k-fold with --config.cv.folds=K)"""
+    config, workdir = command.config, command.run_dir
+    if config.get("vmap_seeds", 0) > 1:  # one workdir per seed: workdir/seed=<s>
+        from dl4cv_jax.vmap_seeds import train_vmapped
+
+        train_vmapped(config, workdir)
+    elif config.cv.folds > 1:  # k-fold cross-validation: one run per fold in workdir/fold_K
+        from dl4cv_jax.cross_validation import run_cross_validation
+
+        run_cross_validation(config, workdir)
+    else:
+        from dl4cv_jax.train.loop import train_and_evaluate
+
+        train_and_evaluate(config, workdir)
+
+
+def evaluate(command: Command) -> None:
+    """report on a split of a trained workdir"""
+    from dl4cv_jax.evaluate.cli import run_eval
+    from dl4cv_jax.train.tta import parse_tta_flag
+
+    run_eval(command.run_dir, command.split, command.checkpoint, tta=parse_tta_flag(command.tta))
+
+
+def predict(command: Command) -> None:
+    """classify --images"""
+    from dl4cv_jax.evaluate.cli import run_predict
+    from dl4cv_jax.train.tta import parse_tta_flag
+
+    # `--images a.jpg b.jpg dir/`: absl gives the first to the flag, the others arrive as arguments.
+    images = [*command.images, *command.args]
+    run_predict(command.run_dir, images, command.checkpoint, command.top_k, parse_tta_flag(command.tta))
+
+
+def compare(command: Command) -> None:
+    """overlay the curves of the workdirs given as arguments"""
+    from dl4cv_jax.evaluate.cli import run_compare
+
+    run_compare(list(command.args), command.output)
+
+
+def preview(command: Command) -> None:
+    """augmented training images (workdir/augmentations.png)"""
+    from dl4cv_jax.data.preview import write_preview
+
+    logging.info("wrote %s", write_preview(command.config, command.run_dir))
+
+
+def sweep(command: Command) -> str | None:
+    """run --sweep (its trials in workdir/<trial>, default runs/<sweep file name>)"""
+    from dl4cv_jax.sweep import load_sweep, run_sweep
+    from dl4cv_jax.sweep.runner import array_task
+
+    sweep_dir = command.workdir or default_workdir(command.sweep)
+    results = run_sweep(load_sweep(command.sweep), sweep_dir, command.workers, command.config_overrides, array_task())
+    unfinished = [r["name"] for r in results if r["status"] != "done"]
+    if unfinished:
+        return f"{len(unfinished)} of {len(results)} trials did not finish; see {sweep_dir}/results.md"
+    return None
+
+
+def reproduce(command: Command) -> str | None:
+    """re-run a workdir's config"""
+    from dl4cv_jax.reproduce import reproduce as reproduce_run
+
+    report = reproduce_run(command.run_dir)
+    return None if report["matches"] else f"the reproduction differs; see {report['reproduction']}/reproduce.json"
+
+
+def lr_find(command: Command) -> None:
+    """learning-rate range test"""
+    from dl4cv_jax.lr_find import lr_find as find
+
+    find(command.config, command.run_dir)
+
+
+MODES: dict[str, Callable[[Command], str | None]] = {
+    "train": train,
+    "eval": evaluate,
+    "predict": predict,
+    "compare": compare,
+    "preview": preview,
+    "sweep": sweep,
+    "reproduce": reproduce,
+    "lr_find": lr_find,
+}
