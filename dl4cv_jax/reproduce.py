@@ -5,6 +5,9 @@ metrics, and the final parameters and BatchNorm statistics (latest checkpoints).
 versions they match bit for bit; on a GPU some XLA kernels (scatter, some reductions and convolution
 algorithms) are not deterministic unless `XLA_FLAGS=--xla_gpu_deterministic_ops=true` (see README,
 "Sweeps, reproducibility and debugging"), so compare with a tolerance there (`atol`).
+
+The config trained is config.json over today's defaults (`run_files.load_run_config`, as evaluation reads it): a
+run written by today's code trains exactly its saved config, and one written before a field was added still runs.
 """
 
 import math
@@ -12,30 +15,15 @@ import pathlib
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
 from dl4cv_jax.train.callbacks import read_history
 from dl4cv_jax.train.loop import train_and_evaluate
-from dl4cv_jax.train.run_files import read_json, write_json
+from dl4cv_jax.train.run_files import load_run_config, read_json, write_json
 
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")
-
-
-def _tuples(tree: Any) -> Any:
-    """JSON turned the config's tuples into lists; the config files only ever use tuples, so turn them back."""
-    if isinstance(tree, dict):
-        return {key: _tuples(value) for key, value in tree.items()}
-    if isinstance(tree, list):
-        return tuple(_tuples(value) for value in tree)
-    return tree
-
-
-def load_config_json(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """A workdir's config.json as the ConfigDict that produced it."""
-    return ml_collections.ConfigDict(_tuples(read_json(path)))
 
 
 def reproduction_workdir(workdir: pathlib.Path) -> pathlib.Path:
@@ -108,7 +96,7 @@ def reproduce(
         if not (workdir / name).exists():
             raise FileNotFoundError(f"{workdir / name} not found: --mode=reproduce needs a finished workdir")
     new_workdir = pathlib.Path(new_workdir) if new_workdir else reproduction_workdir(workdir)
-    config = load_config_json(workdir / "config.json")
+    config = load_run_config(workdir)  # over today's defaults, so an older workdir still trains
     logging.info("reproducing %s in %s", workdir, new_workdir)
     train_and_evaluate(config, new_workdir)
     report = compare_runs(workdir, new_workdir, atol)

@@ -5,6 +5,8 @@ Why: a small model leaves a device mostly idle, and K separate runs pay K times 
 per-step dispatch. Each copy is exactly the run `--config.seed=s` would do (its own split, data order,
 augmentation, initialisation and dropout), so `workdir/seed=s` holds what a separate run would (its config.json
 says seed=s, vmap_seeds=0), equal up to float rounding: XLA may sum a vmapped convolution in another order.
+The epoch's bookkeeping (history row, loop state, best and latest checkpoints, the best checkpoint's test
+metrics) is the loop's own, from train/epoch_end.py, so a seed's workdir also resumes like a separate run's.
 
 Not supported (ConfigError): early stopping and reduce-on-plateau (they would stop or slow the copies at
 different epochs while they share one program), k-fold cross-validation, and more than one process.
@@ -20,15 +22,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from flax.training.early_stopping import EarlyStopping
 
 from dl4cv_jax import data as data_lib
 from dl4cv_jax import losses
 from dl4cv_jax.choices import require
 from dl4cv_jax.train import callbacks as callbacks_lib
-from dl4cv_jax.train import precision, run_files, steps
-from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
-from dl4cv_jax.train.loop import Trainer, TrainingDivergedError, build_trainer, data_info
+from dl4cv_jax.train import epoch_end, precision, run_files, steps
+from dl4cv_jax.train.checkpoints import CheckpointStore
+from dl4cv_jax.train.loop import Trainer, TrainingDivergedError, build_trainer
 
 
 def check_vmap_config(config: ml_collections.ConfigDict) -> int:
@@ -127,32 +128,16 @@ class SeedGroup:
         return results
 
 
-def _prepare_workdirs(group: SeedGroup, workdir: pathlib.Path) -> list[pathlib.Path]:
-    workdirs = []
-    for config, trainer in zip(group.configs, group.trainers, strict=True):
-        path = seed_workdir(workdir, config.seed)
-        path.mkdir(parents=True, exist_ok=True)
-        run_files.check_or_write_config(path, config)
-        run_files.write_json(path / "class_names.json", list(trainer.data.class_names))
-        run_files.write_json(path / "data_info.json", data_info(trainer.data))
-        run_files.record_run_start(path, config.seed)
-        workdirs.append(path)
-    return workdirs
-
-
 def _resume(group: SeedGroup, stores: list[CheckpointStore]) -> tuple[Any, list[dict[str, Any]]]:
     """Fresh states and loop states, or every seed's latest checkpoint (they must be at one epoch)."""
     k = len(stores)
-    fresh = {"epoch": 0, "best_epoch": 0, "stopped_early": False}
-    trackers = {"best_metric": float("inf"), "patience_count": 0}
-    if all(store.latest_step(LATEST) is None for store in stores):
-        loops = [{**fresh, "best": dict(trackers), "early": dict(trackers)} for _ in range(k)]
-        return group.initial, loops
     targets = unstack_tree(group.initial, k)
-    restored = [store.restore(LATEST, target) for store, target in zip(stores, targets, strict=True)]
+    restored = [
+        epoch_end.restore_latest(store, target, config)
+        for store, target, config in zip(stores, targets, group.configs, strict=True)
+    ]
     epochs = {loop["epoch"] for _, loop in restored}
     require(len(epochs) == 1, "vmap_seeds", k, f"cannot resume seeds saved at different epochs {sorted(epochs)}")
-    logging.info("resuming %d seeds at epoch %d", k, epochs.pop())
     return stack_trees([jax.device_get(s) for s, _ in restored]), [loop for _, loop in restored]
 
 
@@ -180,7 +165,9 @@ def train_vmapped(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     """Trains config.vmap_seeds copies into workdir/seed=<s>; returns each seed's test metrics."""
     k = check_vmap_config(config)
     group = SeedGroup(config, k)
-    workdirs = _prepare_workdirs(group, pathlib.Path(workdir))
+    workdirs = [seed_workdir(workdir, c.seed) for c in group.configs]
+    for path, one, trainer in zip(workdirs, group.configs, group.trainers, strict=True):
+        run_files.write_run_files(path, one, trainer.data)
     stores = [CheckpointStore(w) for w in workdirs]
     writers = [
         callbacks_lib.CallbackList([callbacks_lib.HistoryCSV(w / "history.csv"), callbacks_lib.TensorBoard(w)])
@@ -188,18 +175,21 @@ def train_vmapped(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     ]
     try:
         state, loops = _resume(group, stores)
-        trainer = group.trainers[0]
+        steps_per_epoch = group.trainers[0].steps_per_epoch
         for writer in writers:
-            writer.on_train_begin(loops[0]["epoch"], config.num_epochs, trainer.steps_per_epoch)
+            writer.on_train_begin(loops[0]["epoch"], config.num_epochs, steps_per_epoch)
         for epoch in range(loops[0]["epoch"], config.num_epochs):
             state, train = _epoch(group, state, epoch)
             val = group.evaluate(state, "val")
-            step = (epoch + 1) * trainer.steps_per_epoch
-            lr = float(trainer.schedule(step - 1))
-            states = unstack_tree(state, k)
-            for i in range(k):
-                logs = _epoch_logs(epoch, step, train[i], val[i], lr)
-                loops[i] = _save_epoch(stores[i], states[i], loops[i], logs, trainer, group.trainers[i].data)
+            step = (epoch + 1) * steps_per_epoch
+            for i, one_state in enumerate(unstack_tree(state, k)):
+                trainer = group.trainers[i]
+                lr = epoch_end.learning_rate(trainer.schedule, one_state, step, config.grad_accum_steps)
+                logs = epoch_end.epoch_logs(epoch + 1, step, train[i], val[i], lr)
+                loops[i], improved = epoch_end.update_loop_state(
+                    loops[i], logs, trainer.config, trainer.higher_is_better, trainer.data
+                )
+                epoch_end.save_epoch(stores[i], step, one_state, loops[i], improved)
                 writers[i].on_epoch_end(epoch + 1, logs)
             logging.info(
                 "epoch %d/%d  %d seeds  val acc %s | %.1fs",
@@ -218,50 +208,14 @@ def train_vmapped(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     return tests
 
 
-def _epoch_logs(epoch: int, step: int, train: dict, val: dict, lr: float) -> dict[str, float]:
-    return {
-        "epoch": epoch + 1,
-        "step": step,
-        "train_loss": train["loss"],
-        "train_accuracy": train["accuracy"],
-        "val_loss": val["loss"],
-        "val_accuracy": val["accuracy"],
-        "learning_rate": lr,
-        "epoch_seconds": train["seconds"],
-        "images_per_second": train["images_per_second"],
-    }
-
-
-def _save_epoch(store, state, loop, logs, trainer, data) -> dict[str, Any]:
-    """Best tracking and checkpoints exactly as the loop does them, for one seed."""
-    sign = -1.0 if trainer.higher_is_better else 1.0
-    best = EarlyStopping(min_delta=0.0).replace(**loop["best"]).update(sign * logs[trainer.config.checkpoint.monitor])
-    loop = {
-        **loop,
-        "epoch": logs["epoch"],
-        "best_epoch": logs["epoch"] if best.has_improved else loop["best_epoch"],
-        "best": {"best_metric": best.best_metric, "patience_count": best.patience_count},
-        "data": data_info(data),
-    }
-    if best.has_improved:
-        store.save(BEST, logs["step"], state, loop)
-    store.save(LATEST, logs["step"], state, loop)
-    return loop
-
-
 def _test_best(group: SeedGroup, stores, workdirs, state) -> list[dict[str, Any]]:
     """Each seed's best checkpoint on its test split, written to its test_metrics.json."""
-    k = len(stores)
-    targets = unstack_tree(state, k)
-    best, steps_ = [], []
-    for store, target in zip(stores, targets, strict=True):
-        store.wait()
-        restored, _ = store.restore(BEST, target)
-        best.append(jax.device_get(restored))
-        steps_.append(store.latest_step(BEST))
-    tests = group.evaluate(stack_trees(best), "test")
-    for test, step, path in zip(tests, steps_, workdirs, strict=True):
-        test["checkpoint_step"] = int(step)
-        run_files.write_json(path / "test_metrics.json", test)
+    targets = unstack_tree(state, len(stores))
+    best = [epoch_end.best_state(store, target) for store, target in zip(stores, targets, strict=True)]
+    tests = group.evaluate(stack_trees([jax.device_get(s) for s, _ in best]), "test")
+    tests = [
+        epoch_end.write_test_metrics(path, test, step)
+        for test, (_, step), path in zip(tests, best, workdirs, strict=True)
+    ]
     logging.info("test accuracy per seed: %s", " ".join(f"{t['accuracy']:.4f}" for t in tests))
     return tests

@@ -7,10 +7,11 @@ import jax
 import numpy as np
 
 from dl4cv_jax.data import load_data
-from dl4cv_jax.reproduce import TIMING_COLUMNS, compare_runs, load_config_json, reproduce
+from dl4cv_jax.reproduce import TIMING_COLUMNS, compare_runs, reproduce
 from dl4cv_jax.train.callbacks import read_history
 from dl4cv_jax.train.checkpoints import LATEST, CheckpointStore
-from dl4cv_jax.train.loop import build_trainer, train_and_evaluate
+from dl4cv_jax.train.loop import build_trainer, check_config, train_and_evaluate
+from dl4cv_jax.train.run_files import load_run_config
 from tests.conftest import tiny_digits_config
 
 
@@ -64,6 +65,21 @@ def test_two_runs_with_the_same_config_and_seed_are_identical(tmp_path):
 def test_config_json_reads_back_as_the_config(tmp_path):
     config = tiny_digits_config(data__augment=("crop", "flip"), data__mean=(0.5,), data__std=(0.25,))
     (tmp_path / "config.json").write_text(config.to_json())
-    loaded = load_config_json(tmp_path / "config.json")
+    loaded = load_run_config(tmp_path)
     assert loaded.to_json() == config.to_json()
     assert loaded.data.augment == ("crop", "flip") and loaded.model.hidden_sizes == (256, 128)
+
+
+def test_an_older_config_json_loads_over_todays_defaults(tmp_path):
+    # Written before `backend` existed, with a field since removed: the default fills the one in, the other is
+    # kept as saved (no code reads it), and the config passes the checks a run makes before training.
+    config = tiny_digits_config(data__augment=("crop",))
+    saved = json.loads(config.to_json())
+    del saved["backend"], saved["data"]["crop_padding"]
+    saved["materialize_conv_inputs"] = True
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = load_run_config(tmp_path)
+    assert loaded.backend == tiny_digits_config().backend
+    assert loaded.data.crop_padding == tiny_digits_config().data.crop_padding
+    assert loaded.materialize_conv_inputs is True and loaded.data.augment == ("crop",)
+    check_config(loaded)

@@ -2,11 +2,13 @@
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.reproduce import TIMING_COLUMNS, final_state
 from dl4cv_jax.train.callbacks import read_history
+from dl4cv_jax.train.checkpoints import BEST, LATEST
 from dl4cv_jax.train.loop import train_and_evaluate
 from dl4cv_jax.train.run_files import read_json
 from dl4cv_jax.vmap_seeds import check_vmap_config, train_vmapped
@@ -18,8 +20,29 @@ K = 4
 def _base(**overrides):
     # Dropout and crop augmentation on, so each copy's own random streams are exercised.
     return tiny_digits_config(
-        num_epochs=1, model__dropout_rate=0.1, data__augment=("crop",), data__crop_padding=2, **overrides
+        num_epochs=2, model__dropout_rate=0.1, data__augment=("crop",), data__crop_padding=2, **overrides
     )
+
+
+def _saved_loop_state(workdir, which):
+    """The loop-state JSON saved with `which` (best or latest) checkpoint, read with Orbax alone (no model)."""
+    handlers = {"loop": ocp.JsonCheckpointHandler()}
+    with ocp.CheckpointManager((workdir / "checkpoints" / which).absolute(), item_handlers=handlers) as manager:
+        step = manager.latest_step()
+        restored = manager.restore(step, args=ocp.args.Composite(loop=ocp.args.JsonRestore()))
+    return step, dict(restored["loop"])
+
+
+def _assert_same_loop_state(vmapped, separate):
+    for which in (BEST, LATEST):
+        (step_v, loop_v), (step_s, loop_s) = _saved_loop_state(vmapped, which), _saved_loop_state(separate, which)
+        assert step_v == step_s, which
+        assert set(loop_v) == set(loop_s) == {"epoch", "best_epoch", "stopped_early", "best", "early", "data"}
+        for key in ("epoch", "best_epoch", "stopped_early", "data"):
+            assert loop_v[key] == loop_s[key], (which, key)
+        for tracker in ("best", "early"):
+            assert loop_v[tracker]["patience_count"] == loop_s[tracker]["patience_count"], (which, tracker)
+            np.testing.assert_allclose(loop_v[tracker]["best_metric"], loop_s[tracker]["best_metric"], atol=1e-5)
 
 
 def test_vmapped_seeds_equal_separate_runs(tmp_path):
@@ -43,6 +66,7 @@ def test_vmapped_seeds_equal_separate_runs(tmp_path):
         np.testing.assert_allclose(
             [test_v["loss"], test_v["accuracy"]], [test_s["loss"], test_s["accuracy"]], atol=1e-5
         )
+        _assert_same_loop_state(vmapped, separate)  # so a seed's workdir resumes like the separate run's
         state_v, state_s = final_state(vmapped), final_state(separate)
         for a, b in zip(jax.tree.leaves(state_v["params"]), jax.tree.leaves(state_s["params"]), strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5)

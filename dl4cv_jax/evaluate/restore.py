@@ -3,7 +3,8 @@ and the weights of one checkpoint.
 
 The workdir describes itself (config.json, data_info.json, checkpoints/), so evaluation needs no flags beyond
 the workdir and which checkpoint. The model is rebuilt with `build_trainer`, the very function training used,
-so the restored pytree has exactly the structure and shardings the checkpoint was saved from.
+so the restored pytree has exactly the structure and shardings the checkpoint was saved from. The config is
+`run_files.load_run_config`'s: config.json over today's defaults, as reproduction reads it.
 """
 
 import dataclasses
@@ -19,7 +20,7 @@ from dl4cv_jax.data import Data, load_data
 from dl4cv_jax.data.dataset import StreamSplit
 from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
 from dl4cv_jax.train.loop import Trainer, build_trainer
-from dl4cv_jax.train.run_files import read_json
+from dl4cv_jax.train.run_files import load_run_config, read_json
 from dl4cv_jax.train.state import TrainState
 
 KINDS = (BEST, LATEST)
@@ -39,50 +40,6 @@ class RestoredRun:
     @property
     def data(self) -> Data:
         return self.trainer.data
-
-
-def _default_config() -> ml_collections.ConfigDict:
-    """configs/default.py when importable (from the repository root), else an empty ConfigDict.
-
-    A workdir written before a field was added lacks that field; starting from the defaults fills it in, so
-    an older run still evaluates with today's code.
-    """
-    try:
-        from configs import default
-    except ImportError:
-        return ml_collections.ConfigDict()
-    return default.get_config()
-
-
-def _tuples(value: Any) -> Any:
-    """JSON lists back to the tuples the configs use."""
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def merge_config(base: ml_collections.ConfigDict, saved: dict[str, Any]) -> ml_collections.ConfigDict:
-    """`base` with every value of `saved` (a config.json) written over it, nested sections included."""
-    for key, value in saved.items():
-        if isinstance(value, dict):
-            if not isinstance(base.get(key), ml_collections.ConfigDict):
-                base[key] = ml_collections.ConfigDict()
-            merge_config(base[key], value)
-            continue
-        try:
-            base[key] = _tuples(value)
-        except TypeError:  # the saved type differs from today's default (e.g. int vs float): the run wins
-            del base[key]
-            base[key] = _tuples(value)
-    return base
-
-
-def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-    """The config a workdir was trained with (config.json over today's defaults)."""
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"--workdir={workdir} has no config.json; pass the workdir of a training run")
-    return merge_config(_default_config(), read_json(path))
 
 
 def available_steps(workdir: pathlib.Path) -> dict[str, list[int]]:

@@ -20,7 +20,6 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from flax.training.early_stopping import EarlyStopping
 
 from dl4cv_jax import backends, losses, monitor, optim, schedules
 from dl4cv_jax import data as data_lib
@@ -30,8 +29,8 @@ from dl4cv_jax.evaluate.curves import CurvesPlot
 from dl4cv_jax.models import MODELS, create_model
 from dl4cv_jax.process import configure_process
 from dl4cv_jax.train import callbacks as callbacks_lib
-from dl4cv_jax.train import epoch_program, precision, run_files, sharding, steps, tta
-from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
+from dl4cv_jax.train import epoch_end, epoch_program, precision, run_files, sharding, steps, tta
+from dl4cv_jax.train.checkpoints import BEST, CheckpointStore
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
 
 
@@ -232,42 +231,6 @@ def train_epoch(
     }
 
 
-def data_info(data: Any) -> dict[str, Any]:
-    """What inference needs besides the weights: class names, input shape and the normalisation used."""
-    return {
-        "class_names": list(data.class_names),
-        "image_shape": list(data.image_shape),
-        "mean": list(data.mean),
-        "std": list(data.std),
-    }
-
-
-def _tracker_to_json(tracker: EarlyStopping) -> dict[str, Any]:
-    return {"best_metric": tracker.best_metric, "patience_count": tracker.patience_count}
-
-
-def _tracker_from_json(tracker: EarlyStopping, saved: dict[str, Any]) -> EarlyStopping:
-    return tracker.replace(best_metric=saved["best_metric"], patience_count=saved["patience_count"])
-
-
-def _initial_loop_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    # Both trackers minimise: a higher-is-better monitor is fed negated. The best-checkpoint tracker counts any
-    # improvement (min_delta 0, like Keras' save_best_only); early stopping uses early_stopping.min_delta.
-    return {
-        "epoch": 0,
-        "best_epoch": 0,
-        "stopped_early": False,
-        "best": _tracker_to_json(EarlyStopping(min_delta=0.0)),
-        "early": _tracker_to_json(EarlyStopping(min_delta=config.early_stopping.min_delta)),
-    }
-
-
-def _learning_rate(trainer: Trainer, state: TrainState, step: int) -> float:
-    """The rate of the last optimizer update before `step` (schedules count updates, not micro-batches)."""
-    updates = step // trainer.config.grad_accum_steps
-    return float(trainer.schedule(max(updates - 1, 0))) * float(state.lr_scale())
-
-
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | pathlib.Path,
@@ -279,12 +242,8 @@ def train_and_evaluate(
     check_config(config)
     data = data_lib.load_data(config)
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     trainer, state = build_trainer(config, data)
-    run_files.check_or_write_config(workdir, config)
-    run_files.write_json(workdir / "class_names.json", list(data.class_names))
-    run_files.write_json(workdir / "data_info.json", data_info(data))
-    run_files.record_run_start(workdir, config.seed)
+    run_files.write_run_files(workdir, config, data)
     logging.info("data: %s", data.describe())
     logging.info(
         "model %s: %s parameters; %d devices; %d steps/epoch",
@@ -295,10 +254,7 @@ def train_and_evaluate(
     )
 
     store = CheckpointStore(workdir)
-    loop = _initial_loop_state(config)
-    if store.latest_step(LATEST) is not None:
-        state, loop = store.restore(LATEST, state)
-        logging.info("resuming from %s at epoch %d", store.root / LATEST, loop["epoch"])
+    state, loop = epoch_end.restore_latest(store, state, config)
 
     chief = jax.process_index() == 0
     builtin: list[callbacks_lib.Callback] = []
@@ -320,11 +276,9 @@ def train_and_evaluate(
 
 
 def _fit(trainer, state, loop, store, callbacks, workdir):
-    """The epoch loop: train, validate, log, checkpoint, early-stop, reduce on plateau."""
+    """The epoch loop: train, validate, log, checkpoint, early-stop, reduce on plateau (epoch_end.py keeps the
+    books, shared with vmap_seeds.py)."""
     config = trainer.config
-    sign = -1.0 if trainer.higher_is_better else 1.0
-    best = _tracker_from_json(EarlyStopping(min_delta=0.0), loop["best"])
-    early = _tracker_from_json(EarlyStopping(min_delta=config.early_stopping.min_delta), loop["early"])
     callbacks.on_train_begin(loop["epoch"], config.num_epochs, trainer.steps_per_epoch)
     for epoch in range(loop["epoch"], config.num_epochs):
         if loop["stopped_early"]:
@@ -333,40 +287,14 @@ def _fit(trainer, state, loop, store, callbacks, workdir):
         state, train = train_epoch(trainer, state, epoch, callbacks, workdir)
         val = evaluate(trainer, state, "val")
         step = (epoch + 1) * trainer.steps_per_epoch
-        logs = {
-            "epoch": epoch + 1,
-            "step": step,
-            "train_loss": train["loss"],
-            "train_accuracy": train["accuracy"],
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            "learning_rate": _learning_rate(trainer, state, step),
-            "epoch_seconds": train["seconds"],
-            "images_per_second": train["images_per_second"],
-        }
-        monitored = sign * logs[config.checkpoint.monitor]
-        best = best.update(monitored)
-        early = early.update(monitored)
+        lr = epoch_end.learning_rate(trainer.schedule, state, step, config.grad_accum_steps)
+        logs = epoch_end.epoch_logs(epoch + 1, step, train, val, lr)
+        loop, improved = epoch_end.update_loop_state(loop, logs, config, trainer.higher_is_better, trainer.data)
         if trainer.plateau is not None:
-            new_plateau = schedules.step_plateau(
-                trainer.plateau,
-                state.plateau_state,
-                logs[config.checkpoint.monitor],
-                trainer.higher_is_better,
-            )
-            state = state.replace(plateau_state=new_plateau)
-        patience = config.early_stopping.patience
-        loop = {
-            "epoch": epoch + 1,
-            "best_epoch": epoch + 1 if best.has_improved else loop["best_epoch"],
-            "stopped_early": bool(patience > 0 and early.patience_count >= patience),
-            "best": _tracker_to_json(best),
-            "early": _tracker_to_json(early),
-            "data": data_info(trainer.data),  # class names travel with the weights
-        }
-        if best.has_improved:
-            store.save(BEST, step, state, loop)
-        store.save(LATEST, step, state, loop)
+            monitored = logs[config.checkpoint.monitor]
+            plateau = schedules.step_plateau(trainer.plateau, state.plateau_state, monitored, trainer.higher_is_better)
+            state = state.replace(plateau_state=plateau)
+        epoch_end.save_epoch(store, step, state, loop, improved)
         callbacks.on_epoch_end(epoch + 1, logs)
         logging.info(
             "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs %.0f img/s%s",
@@ -379,28 +307,22 @@ def _fit(trainer, state, loop, store, callbacks, workdir):
             logs["learning_rate"],
             logs["epoch_seconds"],
             logs["images_per_second"],
-            "  *best*" if best.has_improved else "",
+            "  *best*" if improved else "",
         )
         if loop["stopped_early"]:
             logging.info(
                 "early stopping: %s did not improve by %g for %d epochs",
                 config.checkpoint.monitor,
                 config.early_stopping.min_delta,
-                patience,
+                config.early_stopping.patience,
             )
     return state, loop
 
 
 def _test_best(trainer: Trainer, state: TrainState, store: CheckpointStore, workdir: pathlib.Path) -> dict:
     """Restores the best checkpoint, evaluates it on the test split and writes test_metrics.json."""
-    store.wait()
-    best_step = store.latest_step(BEST)
-    if best_step is not None:
-        state, _ = store.restore(BEST, state)
-    test = evaluate(trainer, state, "test")
-    test["checkpoint_step"] = int(best_step if best_step is not None else state.step)
-    if jax.process_index() == 0:
-        run_files.write_json(workdir / "test_metrics.json", test)
+    state, best_step = epoch_end.best_state(store, state)
+    test = epoch_end.write_test_metrics(workdir, evaluate(trainer, state, "test"), best_step)
     logging.info(
         "test (best checkpoint, step %d): loss %.4f accuracy %.4f on %d examples",
         test["checkpoint_step"],

@@ -1,5 +1,6 @@
 """The small files a run leaves in its workdir besides checkpoints: config.json, run_info.json, class_names.json,
-test_metrics.json. They make a workdir self-describing: evaluation and reproduction need nothing else."""
+data_info.json, test_metrics.json. They make a workdir self-describing: evaluation and reproduction need nothing
+else, and read the config back with `load_run_config`."""
 
 import datetime
 import importlib.metadata
@@ -44,6 +45,56 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json())
 
 
+def _tuples(tree: Any) -> Any:
+    """JSON turned the config's tuples into lists; the config files only ever use tuples, so turn them back."""
+    if isinstance(tree, dict):
+        return {key: _tuples(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return tuple(_tuples(value) for value in tree)
+    return tree
+
+
+def _default_config() -> ml_collections.ConfigDict:
+    """configs/default.py when importable (from the repository root), else an empty ConfigDict."""
+    try:
+        from configs import default
+    except ImportError:
+        return ml_collections.ConfigDict()
+    return default.get_config()
+
+
+def merge_config(base: ml_collections.ConfigDict, saved: dict[str, Any]) -> ml_collections.ConfigDict:
+    """`base` with every value of `saved` (a config.json) written over it, nested sections included.
+
+    A key of `saved` that `base` lacks (a field since removed, e.g. materialize_conv_inputs) is kept as saved:
+    no code reads it, and the run's config.json stays what it was.
+    """
+    for key, value in saved.items():
+        if isinstance(value, dict):
+            if not isinstance(base.get(key), ml_collections.ConfigDict):
+                base[key] = ml_collections.ConfigDict()
+            merge_config(base[key], value)
+            continue
+        try:
+            base[key] = _tuples(value)
+        except TypeError:  # the saved type differs from today's default (e.g. int vs float): the run wins
+            del base[key]
+            base[key] = _tuples(value)
+    return base
+
+
+def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with: its config.json over today's defaults.
+
+    A workdir written before a field was added lacks that field; the default fills it in, so an older run
+    still evaluates and reproduces with today's code. A run written by today's code reads back unchanged.
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--workdir={workdir} has no config.json; pass the workdir of a training run")
+    return merge_config(_default_config(), read_json(path))
+
+
 def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Writes config.json; if the workdir already holds a run with a different config, refuses to touch it.
 
@@ -63,6 +114,26 @@ def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDi
             )
         return
     write_json(path, current)
+
+
+def data_info(data: Any) -> dict[str, Any]:
+    """What inference needs besides the weights: class names, input shape and the normalisation used."""
+    return {
+        "class_names": list(data.class_names),
+        "image_shape": list(data.image_shape),
+        "mean": list(data.mean),
+        "std": list(data.std),
+    }
+
+
+def write_run_files(workdir: pathlib.Path, config: ml_collections.ConfigDict, data: Any) -> None:
+    """Creates `workdir` and writes (or checks, on resume) the files that describe the run before it trains."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_or_write_config(workdir, config)
+    write_json(workdir / "class_names.json", list(data.class_names))
+    write_json(workdir / "data_info.json", data_info(data))
+    record_run_start(workdir, config.seed)
 
 
 def _git_commit() -> str | None:

@@ -1,0 +1,130 @@
+"""What happens when an epoch ends, whoever trained it: the history row, the loop state (best-checkpoint and
+early-stopping trackers), the checkpoints; and at the end of a run, the best checkpoint's test metrics.
+
+`train/loop.py` and `vmap_seeds.py` (K seeds in one program) both call these, so a seed's workdir holds what a
+separate run's would (the same history columns, the same loop state in its checkpoints) and resumes like one.
+
+The loop state is a small JSON dict saved with every checkpoint: epoch (epochs done), best_epoch, stopped_early,
+best and early (the two trackers) and data (`run_files.data_info`, so class names travel with the weights).
+"""
+
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+from absl import logging
+from flax.training.early_stopping import EarlyStopping
+
+from dl4cv_jax.train import run_files
+from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
+from dl4cv_jax.train.state import TrainState
+
+
+def _tracker_to_json(tracker: EarlyStopping) -> dict[str, Any]:
+    return {"best_metric": tracker.best_metric, "patience_count": tracker.patience_count}
+
+
+def _tracker_from_json(min_delta: float, saved: dict[str, Any]) -> EarlyStopping:
+    return EarlyStopping(min_delta=min_delta).replace(
+        best_metric=saved["best_metric"], patience_count=saved["patience_count"]
+    )
+
+
+def initial_loop_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The loop state of a run that has not trained an epoch yet."""
+    # Both trackers minimise: a higher-is-better monitor is fed negated. The best-checkpoint tracker counts any
+    # improvement (min_delta 0, like Keras' save_best_only); early stopping uses early_stopping.min_delta.
+    return {
+        "epoch": 0,
+        "best_epoch": 0,
+        "stopped_early": False,
+        "best": _tracker_to_json(EarlyStopping(min_delta=0.0)),
+        "early": _tracker_to_json(EarlyStopping(min_delta=config.early_stopping.min_delta)),
+    }
+
+
+def restore_latest(
+    store: CheckpointStore, state: TrainState, config: ml_collections.ConfigDict
+) -> tuple[TrainState, dict[str, Any]]:
+    """The latest checkpoint's state and loop state, for resume; `state` and a fresh loop state when there is none."""
+    if store.latest_step(LATEST) is None:
+        return state, initial_loop_state(config)
+    state, loop = store.restore(LATEST, state)
+    logging.info("resuming from %s at epoch %d", store.root / LATEST, loop["epoch"])
+    return state, loop
+
+
+def learning_rate(schedule: optax.Schedule, state: TrainState, step: int, grad_accum_steps: int) -> float:
+    """The rate of the last optimizer update before `step` (schedules count updates, not micro-batches),
+    times the reduce-on-plateau multiplier."""
+    updates = step // grad_accum_steps
+    return float(schedule(max(updates - 1, 0))) * float(state.lr_scale())
+
+
+def epoch_logs(epoch: int, step: int, train: dict[str, float], val: dict[str, float], lr: float) -> dict[str, Any]:
+    """One history row (callbacks.HISTORY_FIELDS): `epoch` counts from 1, `step` is the global step after it,
+    `train` is what `train_epoch` returns and `val` what `evaluate` returns."""
+    return {
+        "epoch": epoch,
+        "step": step,
+        "train_loss": train["loss"],
+        "train_accuracy": train["accuracy"],
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "learning_rate": lr,
+        "epoch_seconds": train["seconds"],
+        "images_per_second": train["images_per_second"],
+    }
+
+
+def update_loop_state(
+    loop: dict[str, Any], logs: dict[str, Any], config: ml_collections.ConfigDict, higher_is_better: bool, data: Any
+) -> tuple[dict[str, Any], bool]:
+    """The loop state after the epoch of `logs`, and whether its `checkpoint.monitor` value is the best so far.
+
+    `stopped_early` turns true once early stopping's patience is used up (never with early_stopping.patience=0).
+    """
+    monitored = (-1.0 if higher_is_better else 1.0) * logs[config.checkpoint.monitor]
+    best = _tracker_from_json(0.0, loop["best"]).update(monitored)
+    early = _tracker_from_json(config.early_stopping.min_delta, loop["early"]).update(monitored)
+    patience = config.early_stopping.patience
+    new = {
+        "epoch": logs["epoch"],
+        "best_epoch": logs["epoch"] if best.has_improved else loop["best_epoch"],
+        "stopped_early": bool(patience > 0 and early.patience_count >= patience),
+        "best": _tracker_to_json(best),
+        "early": _tracker_to_json(early),
+        "data": run_files.data_info(data),
+    }
+    return new, bool(best.has_improved)
+
+
+def save_epoch(store: CheckpointStore, step: int, state: TrainState, loop: dict[str, Any], improved: bool) -> None:
+    """Checkpoints the epoch: always as latest (for resume), also as best when it `improved`."""
+    if improved:
+        store.save(BEST, step, state, loop)
+    store.save(LATEST, step, state, loop)
+
+
+def best_state(store: CheckpointStore, state: TrainState) -> tuple[TrainState, int]:
+    """The best checkpoint restored into `state`'s structure, and its step.
+
+    Waits for pending saves first. Without a best checkpoint (no epoch ever improved, e.g. a NaN metric) it is
+    `state` itself at its own step.
+    """
+    store.wait()
+    step = store.latest_step(BEST)
+    if step is None:
+        return state, int(state.step)
+    restored, _ = store.restore(BEST, state)
+    return restored, int(step)
+
+
+def write_test_metrics(workdir: pathlib.Path, test: dict[str, Any], checkpoint_step: int) -> dict[str, Any]:
+    """`test` (from `evaluate`) with the step of the checkpoint it scored, written to test_metrics.json."""
+    test = {**test, "checkpoint_step": int(checkpoint_step)}
+    if jax.process_index() == 0:
+        run_files.write_json(pathlib.Path(workdir) / "test_metrics.json", test)
+    return test
