@@ -3,6 +3,7 @@
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/compare_frameworks.py --models lenet resnet20_cifar --precisions float32
     .venv/bin/python benchmarks/compare_frameworks.py --models resnet18_cifar --xla-cpu-defaults on off --compile
+    .venv/bin/python benchmarks/compare_frameworks.py --models lenet --allocators system --backend xla
 
 For each XLA setting (`--xla-cpu-defaults on`: main.py's `--xla_cpu_experimental_ynn_fusion_type=-individual_
 convolution`; `off`: XLA's own defaults) one worker process builds, for every model and precision, the library's
@@ -11,7 +12,7 @@ step (`train_step.JaxTrainStep`) and the PyTorch step (`torch_reference.TorchTra
 see the same load on a shared machine. Both frameworks get the same cores: XLA's pool uses every core, PyTorch
 gets `torch.set_num_threads(--threads)` (default: every core). `--rounds 2` runs the whole set twice (A B A B
 across processes too). `--allocators jemalloc` (the default, what main.py runs under where the machine has it:
-`dl4cv_jax/cpu_allocator.py`) runs the workers with jemalloc preloaded, `system` with glibc's malloc; both
+`dl4cv_jax/backends/cpu/allocator.py`) runs the workers with jemalloc preloaded, `system` with glibc's malloc; both
 frameworks in a worker use the same allocator. `--allocators each` runs each framework as it runs by default,
 JAX under jemalloc (as main.py restarts itself) and PyTorch under the system allocator: the allocator is chosen
 when a process starts, so each framework then gets a process of its own and the parent alternates their windows
@@ -20,6 +21,11 @@ when a process starts, so each framework then gets a process of its own and the 
 The table gives the median images/second of each and the ratio JAX / PyTorch, with the load averages (as
 `uptime` prints them) at the end of each row's measurement. Under `--allocators each` it also gives each server's
 median minor page faults per step: a process that re-faults its buffers every step shows there, tenfold.
+
+A worker (or step server) is told its setting on its command line (`--xla-cpu-defaults`, `--allocators`,
+`--backend`, one value each) and sets its process up from them with `dl4cv_jax.process.configure_process`, as
+main.py does, before anything else. `--backend` is the JAX step's `config.backend` ('auto', as main.py runs it,
+by default; another is named in the model cell).
 """
 
 import argparse
@@ -37,25 +43,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dl4cv_jax.cpu_allocator import SWITCH, jemalloc_environment, jemalloc_preloaded  # noqa: E402
-from dl4cv_jax.xla_cpu import XLA_CPU_FLAG, apply_xla_cpu_defaults  # noqa: E402
-
 from benchmarks.step_server import RESULT  # noqa: E402
 from benchmarks.train_step import (  # noqa: E402
+    BACKENDS,
     PRECISIONS,
     WORKLOADS,
+    configure_benchmark_process,
     load_average,
     machine_description,
 )
+from dl4cv_jax.backends.cpu.allocator import jemalloc_environment, jemalloc_preloaded  # noqa: E402
+from dl4cv_jax.backends.cpu.xla_flags import XLA_CPU_FLAG  # noqa: E402
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    """In a fresh process whose XLA_FLAGS are already final: time JAX and PyTorch interleaved, print rows."""
-    from benchmarks import train_step
-
-    apply_xla_cpu_defaults(args.xla_cpu_defaults == "on")
+    """In a fresh process set up for its one setting (`main`): time JAX and PyTorch interleaved, print rows."""
     import torch
 
+    from benchmarks import train_step
     from benchmarks.torch_reference import TorchTrainStep
 
     torch.set_num_threads(args.threads)
@@ -64,7 +69,7 @@ def run_worker(args: argparse.Namespace) -> None:
         for precision in args.precisions:
             workload = WORKLOADS[name]
             batch = args.batch_size or workload.batch_size
-            benches = [train_step.JaxTrainStep(workload, precision, batch)]
+            benches = [train_step.JaxTrainStep(workload, precision, batch, backend=args.backend)]
             benches += [TorchTrainStep(workload, precision, batch, compile=False)]
             if args.compile:
                 benches += [TorchTrainStep(workload, precision, batch, compile=True)]
@@ -76,7 +81,7 @@ def run_worker(args: argparse.Namespace) -> None:
             allocator = "jemalloc" if jemalloc_preloaded(os.environ) else "system"
             parameters, setting = benches[0].num_parameters, args.xla_cpu_defaults
             row = result_row(setting, name, precision, batch, allocator, parameters, load_before, measured)
-            row["xla_flags"] = flags_beyond_main(os.environ)
+            row["xla_flags"], row["backend"] = flags_beyond_main(os.environ), args.backend
             print(RESULT + json.dumps(row), flush=True)
 
 
@@ -123,7 +128,7 @@ def allocator_environment(allocator: str) -> dict[str, str]:
     """This process's environment with jemalloc preloaded as main.py would ('jemalloc'), or without it."""
     env = {k: v for k, v in os.environ.items() if not (k == "LD_PRELOAD" and jemalloc_preloaded(os.environ))}
     if allocator == "system":
-        return {**env, SWITCH: "0"}
+        return env  # and the worker is told `--allocators system`, so it does not restart under jemalloc
     library = ctypes.util.find_library("jemalloc")
     preloaded = jemalloc_environment(env, library, cpu_only_machine=True)
     if preloaded is None:
@@ -142,8 +147,10 @@ def worker_environment(args: argparse.Namespace, xla_cpu_defaults: str, allocato
     return env
 
 
-def worker_arguments(args: argparse.Namespace, xla_cpu_defaults: str) -> list[str]:
-    command = [sys.executable, __file__, "--xla-cpu-defaults", xla_cpu_defaults, "--threads", str(args.threads)]
+def worker_arguments(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str) -> list[str]:
+    """The command line of a worker or server for one XLA setting and allocator (what it configures itself with)."""
+    command = [sys.executable, __file__, "--xla-cpu-defaults", xla_cpu_defaults, "--allocators", allocator]
+    command += ["--backend", args.backend, "--threads", str(args.threads)]
     command += ["--models", *args.models, "--precisions", *args.precisions]
     command += ["--batch-size", str(args.batch_size)]
     command += ["--windows", str(args.windows), "--window-seconds", str(args.window_seconds)]
@@ -153,7 +160,7 @@ def worker_arguments(args: argparse.Namespace, xla_cpu_defaults: str) -> list[st
 def spawn_worker(args: argparse.Namespace, xla_cpu_defaults: str, allocator: str) -> list[dict]:
     """Runs one worker for `xla_cpu_defaults` and `allocator`; returns its rows, its other output passes through."""
     env = worker_environment(args, xla_cpu_defaults, allocator)
-    command = [*worker_arguments(args, xla_cpu_defaults), "--worker"]
+    command = [*worker_arguments(args, xla_cpu_defaults, allocator), "--worker"]
     rows = []
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
         for line in process.stdout:
@@ -199,8 +206,10 @@ def format_row(row: dict) -> str:
         f"**{jax_['median'] / torch_['median']:.2f}**, {paired_ratio(row, 'torch'):.2f}, "
         f"{jax_['best'] / torch_['best']:.2f}"
     )
+    backend = row.get("backend", "auto")
+    model = row["model"] if backend == "auto" else f"{row['model']} (backend {backend})"
     return (
-        f"| {row['model']} | {row['precision']} | {row['batch']} | {flag} | {row.get('allocator', 'system')} "
+        f"| {model} | {row['precision']} | {row['batch']} | {flag} | {row.get('allocator', 'system')} "
         f"| {jax_['median']:.1f} ({jax_['best']:.1f}) "
         f"| {torch_['median']:.1f} ({torch_['best']:.1f}) | {ratios} | {compiled_cells} | {fault_cells(row)} "
         f"| {row['load_after']} |"
@@ -221,18 +230,20 @@ def run_each_by_default(args: argparse.Namespace, xla_cpu_defaults: str) -> list
     from benchmarks import train_step
     from benchmarks.step_server import StepServer
 
-    command = [*worker_arguments(args, xla_cpu_defaults), "--serve"]
     jax_environment = worker_environment(args, xla_cpu_defaults, "jemalloc")
     servers = [
-        StepServer([*command, "jax"], jax_environment),
-        StepServer([*command, "torch"], worker_environment(args, xla_cpu_defaults, "system")),
+        StepServer([*worker_arguments(args, xla_cpu_defaults, "jemalloc"), "--serve", "jax"], jax_environment),
+        StepServer(
+            [*worker_arguments(args, xla_cpu_defaults, "system"), "--serve", "torch"],
+            worker_environment(args, xla_cpu_defaults, "system"),
+        ),
     ]
     rows = []
     try:
         for name in args.models:
             for precision in args.precisions:
                 batch = args.batch_size or WORKLOADS[name].batch_size
-                benches = [server.build(name, precision, batch) for server in servers]
+                benches = [server.build(name, precision, batch, args.backend) for server in servers]
                 counts = {b.label: b.num_parameters for b in benches}
                 if len(set(counts.values())) != 1:
                     raise AssertionError(f"{name}: parameter counts differ: {counts}")
@@ -240,7 +251,7 @@ def run_each_by_default(args: argparse.Namespace, xla_cpu_defaults: str) -> list
                 measured = train_step.measure_interleaved(benches, args.windows, args.window_seconds)
                 allocator, parameters = "each (JAX jemalloc, PyTorch system)", benches[0].num_parameters
                 row = result_row(xla_cpu_defaults, name, precision, batch, allocator, parameters, load_before, measured)
-                row["xla_flags"] = flags_beyond_main(jax_environment)
+                row["xla_flags"], row["backend"] = flags_beyond_main(jax_environment), args.backend
                 for bench in benches:
                     row[bench.label]["faults_per_step"] = bench.median_faults_per_step(args.windows)
                 report_row(args, row)
@@ -259,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--xla-cpu-defaults", nargs="+", default=["on"], choices=("on", "off"))
     parser.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX side (investigation)")
     parser.add_argument("--allocators", nargs="+", default=["jemalloc"], choices=("jemalloc", "system", "each"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="config.backend of the JAX step")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every worker this many times (A B A B)")
@@ -269,12 +281,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--serve", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.worker or args.serve:
-        (args.xla_cpu_defaults,) = args.xla_cpu_defaults
+    if args.worker or args.serve:  # one setting each, from the parent
+        (args.xla_cpu_defaults,), (args.allocator,) = args.xla_cpu_defaults, args.allocators
+        if args.worker or args.serve == "jax":  # first thing: it may restart the process under jemalloc
+            configure_benchmark_process(args)
     if args.serve:
         from benchmarks.step_server import serve
 
-        serve(args.serve, args.xla_cpu_defaults == "on", args.threads)
+        serve(args.serve, args.threads)
         return
     if args.worker:
         run_worker(args)

@@ -12,10 +12,12 @@ Implementations (all drop-ins for `lax.conv_general_dilated` on NHWC/HWIO, no di
 
 (a) Single conv layers at batch 128: `jax.value_and_grad` of sum(conv(x, w)**2) with respect to x and w, jitted;
 (b) `jax.value_and_grad` of the whole model's loss (LeNet-5, ResNet-20; train mode, BatchNorm) with the
-library's model, `flax.linen.Conv` swapped while jit traces. Each is checked against XLA's conv first (max over
-leaves of ||a - b|| / ||b||), then warmed up and timed A, B, A, B ... (median of `--windows` windows). Like
-main.py, this adds `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` unless
-DL4CV_XLA_CPU_DEFAULTS=0.
+library's model built on Flax's layers (`config.backend='xla'`), its conv layer handed in through the `Layers`
+seam as `nn.Conv` on the implementation (`models/layers.py`). Each is checked against XLA's conv first (max over
+leaves of ||a - b|| / ||b||), then warmed up and timed A, B, A, B ... (median of `--windows` windows). The
+process is set up as main.py sets it up (`configure_process(restart=True)`: its XLA:CPU flag
+`--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`, jemalloc where the machine has it;
+`--xla-cpu-defaults off`, `--allocator system` leave them out).
 
 Finding (2026-11-22, 2-core AMD EPYC, jax 0.10.2, with the flag above, load average 0.5-3.8 from other jobs):
 none of these makes the whole train step faster, so the library keeps XLA's conv and has no option for it.
@@ -34,7 +36,6 @@ none of these makes the whole train step faster, so the library keeps XLA's conv
 """
 
 import argparse
-import contextlib
 import functools
 import pathlib
 import statistics
@@ -47,12 +48,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+from benchmarks.train_step import (  # noqa: E402
+    configure_benchmark_process,
+    load_average,
+    machine_description,
+    process_options,
+)
 
-from benchmarks.train_step import load_average, machine_description  # noqa: E402
-
-if __name__ == "__main__":  # XLA reads XLA_FLAGS once, so before jax is imported
-    apply_xla_cpu_defaults()
+if __name__ == "__main__":  # as main.py does, first thing (it may restart the process under jemalloc)
+    configure_benchmark_process()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -198,22 +202,21 @@ CONV_IMPLS = {
 }
 
 
-@contextlib.contextmanager
-def conv_swapped(impl: str):
-    """While open, the models' conv layer (`models.conv_layer`, which looks its convolution up at trace time) uses
-    `impl`.
+def layers_with(impl: str) -> Any:
+    """The `Layers` a model is built from (`models/layers.py`): Flax's, with `nn.Conv` computing its convolution
+    by `impl` ('xla': Flax's own layers).
 
     A benchmark-only device: the library has no option for this because none of these won (see the docstring).
     """
-    from dl4cv_jax.models import conv_layer
+    import dataclasses
 
-    original = conv_layer.conv_general_dilated
-    if impl != "xla":
-        conv_layer.conv_general_dilated = CONV_IMPLS[impl]
-    try:
-        yield
-    finally:
-        conv_layer.conv_general_dilated = original
+    import flax.linen as nn
+
+    from dl4cv_jax.models.layers import FLAX_LAYERS
+
+    if impl == "xla":
+        return FLAX_LAYERS
+    return dataclasses.replace(FLAX_LAYERS, conv=functools.partial(nn.Conv, conv_general_dilated=CONV_IMPLS[impl]))
 
 
 LAYERS = (  # (name, H=W, Cin, Cout, kernel, stride, padding)
@@ -304,14 +307,13 @@ def bench_steps(args) -> None:
         for impl in ["xla", *args.impls]:
             config = default_config().model
             config.name, config.stem = model_name, "cifar"
-            model = create_model(config, 10)
+            model = create_model(config, 10, layers_with(impl))
             if variables is None:
                 variables = model.init(jax.random.key(0), x, train=False)
 
-            def loss_fn(params, x, model=model, variables=variables, impl=impl, labels=labels):
+            def loss_fn(params, x, model=model, variables=variables, labels=labels):
                 rest = {k: v for k, v in variables.items() if k != "params"}
-                with conv_swapped(impl):  # runs while jit traces
-                    logits, _ = model.apply({"params": params, **rest}, x, train=True, mutable=["batch_stats"])
+                logits, _ = model.apply({"params": params, **rest}, x, train=True, mutable=["batch_stats"])
                 return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
             losses.append(jax.jit(jax.value_and_grad(loss_fn)))
@@ -326,7 +328,7 @@ def bench_steps(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[process_options()])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=1.0)

@@ -1,13 +1,15 @@
 """Whole-epoch compiled training (`data.scan_epoch=True`) against one dispatch per step, both on the device pipeline.
 
     .venv/bin/python benchmarks/epoch_program.py [--models lenet cnn resnet20] [--batch-sizes 32 128] [--epochs 3]
+    .venv/bin/python benchmarks/epoch_program.py --models lenet --batch-sizes 128 --backend xla
 
 For each model and batch size, trains `--epochs` timed epochs on synthetic in-memory data (crop + flip on the
 device) after one warm-up epoch that compiles, with the step-by-step loop and with the scanned epoch, and prints the
 median epoch time and images/second of each and their ratio; `--rounds` repeats each pair (loop, scan, loop,
 scan), one row per round, as this machine's speed drifts. Small models at small batches are where Python dispatch
-shows; a large model hides it behind compute. Like main.py, sets its XLA:CPU flag and restarts under jemalloc where
-the machine has it.
+shows; a large model hides it behind compute. Sets the process up as main.py does (`configure_process(restart=True)`:
+its XLA:CPU flag, jemalloc where the machine has it; `--xla-cpu-defaults off`, `--allocator system` leave them out);
+`--backend` is `config.backend` ('auto': the CPU backend on one CPU device, Flax's layers on XLA elsewhere).
 """
 
 import argparse
@@ -22,20 +24,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
+from benchmarks.train_step import BACKENDS, configure_benchmark_process, process_options  # noqa: E402
 
 if __name__ == "__main__":
-    restart_under_jemalloc()  # as main.py does: see dl4cv_jax/cpu_allocator.py
+    configure_benchmark_process()  # as main.py does, first thing (it may restart the process under jemalloc)
 
 import jax  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 from configs import default  # noqa: E402
 from dl4cv_jax.data import load_data  # noqa: E402
 from dl4cv_jax.train.callbacks import Callback  # noqa: E402
 from dl4cv_jax.train.loop import build_trainer, train_epoch  # noqa: E402
-
-apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so both loops run as in `make train`
 
 MODELS = {  # name -> (model config overrides, synthetic image shape)
     "lenet": ({"name": "lenet"}, (28, 28, 1)),
@@ -44,8 +43,9 @@ MODELS = {  # name -> (model config overrides, synthetic image shape)
 }
 
 
-def make_config(model: str, batch_size: int, scan: bool, examples: int):
+def make_config(model: str, batch_size: int, scan: bool, examples: int, backend: str = "auto"):
     config = default.get_config()
+    config.backend = backend
     overrides, shape = MODELS[model]
     for key, value in overrides.items():
         config.model[key] = value
@@ -61,9 +61,11 @@ def make_config(model: str, batch_size: int, scan: bool, examples: int):
     return config
 
 
-def epoch_seconds(model: str, batch_size: int, scan: bool, epochs: int, examples: int) -> tuple[float, int]:
+def epoch_seconds(
+    model: str, batch_size: int, scan: bool, epochs: int, examples: int, backend: str = "auto"
+) -> tuple[float, int]:
     """Median seconds of `epochs` timed epochs (after one warm-up epoch) and the steps per epoch."""
-    config = make_config(model, batch_size, scan, examples)
+    config = make_config(model, batch_size, scan, examples, backend)
     trainer, state = build_trainer(config, load_data(config))
     times = []
     for epoch in range(epochs + 1):
@@ -75,22 +77,23 @@ def epoch_seconds(model: str, batch_size: int, scan: bool, epochs: int, examples
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[process_options()])
     parser.add_argument("--models", nargs="+", default=["lenet", "cnn"], choices=list(MODELS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch")
     parser.add_argument("--examples", type=int, default=4096, help="synthetic training images")
     parser.add_argument("--rounds", type=int, default=1, help="repeat each (loop, scan) pair, one row per round")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="config.backend")
     args = parser.parse_args()
     platform = f"{jax.devices()[0].platform} x {jax.device_count()} ({jax.devices()[0].device_kind})"
-    print(f"{platform}, jax {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"{platform}, jax {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, backend {args.backend}")
     print(
         "\n| model | batch | steps/epoch | per-step loop s/epoch | scanned s/epoch | per-step img/s | scanned img/s "
         "| speed-up |\n|---|---|---|---|---|---|---|---|"
     )
     for model, batch, _ in itertools.product(args.models, args.batch_sizes, range(args.rounds)):
-        looped, steps = epoch_seconds(model, batch, False, args.epochs, args.examples)
-        scanned, _ = epoch_seconds(model, batch, True, args.epochs, args.examples)
+        looped, steps = epoch_seconds(model, batch, False, args.epochs, args.examples, args.backend)
+        scanned, _ = epoch_seconds(model, batch, True, args.epochs, args.examples, args.backend)
         images = steps * batch
         print(
             f"| {model} | {batch} | {steps} | {looped:.3f} | {scanned:.3f} | {images / looped:,.0f} "

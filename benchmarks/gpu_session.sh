@@ -50,8 +50,10 @@ print('jax', jax.__version__, jax.devices()); print('flax', flax.__version__, 'o
       --precisions float32 bfloat16 "$@" | tee "$OUT/train_step.md"
     ;;
   compare)
+    # The system allocator: main.py (dl4cv_jax.process.configure_process) takes jemalloc on CPU-only machines only,
+    # and the GPU images need not have it. config.backend stays 'auto', which is 'xla' on a GPU.
     "$PYTHON" benchmarks/compare_frameworks.py --models resnet50 resnet20_cifar --precisions bfloat16 float32 \
-      --compile "$@" | tee "$OUT/compare_frameworks.md"
+      --allocators system --compile "$@" | tee "$OUT/compare_frameworks.md"
     ;;
   fast_cifar)
     dir=$(cifar10_dir)

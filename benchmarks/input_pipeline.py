@@ -9,7 +9,10 @@ Prints a markdown table of images/second for:
 - the on-device path (jit, crop + flip + cutout);
 - the ResNet-20 train step of configs/resnet20_cifar.py on one fixed batch, and the same step fed by tf.data crop +
   flip (the real loop): if the two agree, the input pipeline is not the bottleneck.
-The figures swing by tens of percent between runs on a shared machine; compare rows of one run.
+The figures swing by tens of percent between runs on a shared machine; compare rows of one run. The process is set
+up as main.py sets it up (`configure_process(restart=True)`: its XLA:CPU flag, jemalloc where the machine has it;
+`--xla-cpu-defaults off`, `--allocator system` leave them out), so the train step runs as in `make train`;
+`--backend` is the train step's `config.backend`.
 """
 
 import argparse
@@ -25,16 +28,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.train_step import BACKENDS, configure_benchmark_process, process_options  # noqa: E402
+
+if __name__ == "__main__":
+    configure_benchmark_process()  # as main.py does, first thing (it may restart the process under jemalloc)
+
 import jax  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
 
 from configs import resnet20_cifar  # noqa: E402
 from dl4cv_jax.data import device, load_data, train_batches  # noqa: E402
 from dl4cv_jax.data.augment import BUILDERS  # noqa: E402
 from dl4cv_jax.train import sharding  # noqa: E402
 from dl4cv_jax.train.loop import build_trainer  # noqa: E402
-
-apply_xla_cpu_defaults()  # main.py's XLA:CPU flag, so the train step runs as in `make train`
 
 FULL = (
     "crop(4),translate(0.1),flip,vflip,rotate(15),zoom(0.1),shear(10),rot90,brightness(0.2),contrast(0.2),"
@@ -78,12 +83,14 @@ def epochs(make, first: int = 0):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[process_options()])
     parser.add_argument("--data", default=None, help="CIFAR-10 folder with train/ and test/")
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per row")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="config.backend of the train step rows")
     args = parser.parse_args()
 
     config = resnet20_cifar.get_config()
+    config.backend = args.backend
     config.data.dir = str(cifar_dir(args.data))
     start = time.perf_counter()
     data = load_data(config)

@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/onednn_kernels.py --models resnet20_cifar lenet --precisions float32 bfloat16
 
-oneDNN offers several implementations of each pass; the bridge (`dl4cv_jax/models/onednn_conv.cc`) takes
+oneDNN offers several implementations of each pass; the bridge (`dl4cv_jax/backends/cpu/onednn_conv.cc`) takes
 oneDNN's first choice except where `PreferDirectKernel` swaps a brgemm kernel for the direct JIT one. This script
 reads the oneDNN custom calls of the library's compiled train step (`train_step.py`'s workload, batch and
-optimizer), so the geometries are exactly the step's, and times each distinct pass as the custom call runs it
-(kernel reorders included) with the bridge's kernel and with oneDNN's first choice, alternating the two
-`--rounds` times. It prints one row per pass whose kernel differs, and the total per train step (each pass
-counted as often as the step runs it). The timing function is the bridge's own `Dl4cvOnednnConvTime`.
+optimizer, on the CPU backend: `config.backend='cpu'`), so the geometries are exactly the step's, and times each
+distinct pass as the custom call runs it (kernel reorders included) with the bridge's kernel and with oneDNN's
+first choice, alternating the two `--rounds` times. It prints one row per pass whose kernel differs, and the
+total per train step (each pass counted as often as the step runs it). The timing function is the bridge's
+own `Dl4cvOnednnConvTime`.
 """
 
 import argparse
@@ -24,8 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `configs` is not an installed package
     sys.path.insert(0, str(ROOT))
 
-from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+from benchmarks import train_step  # noqa: E402
 
 _CALL = re.compile(
     r"= (\w+)\[([\d,]+)\]\S* custom-call\(.*custom_call_target=\"dl4cv_onednn_conv_(\w+)\", "
@@ -58,7 +58,7 @@ def convolution_passes(hlo_text: str) -> collections.Counter:
 
 def time_pass(key: tuple, with_rule: bool, repetitions: int) -> list[float]:
     """Milliseconds of `repetitions` runs of one pass, with the bridge's kernel or oneDNN's first choice."""
-    from dl4cv_jax.models import onednn_conv
+    from dl4cv_jax.backends.cpu import onednn_conv
 
     direction, dtype, lhs, rhs, strides, pads = key
     sizes = onednn_conv.geometry_sizes(lhs, rhs, strides, pads)
@@ -72,10 +72,10 @@ def time_pass(key: tuple, with_rule: bool, repetitions: int) -> list[float]:
 
 
 def compare_workload(model: str, precision: str, rounds: int, repetitions: int) -> str:
-    from benchmarks.train_step import WORKLOADS, JaxTrainStep
-    from dl4cv_jax.models import onednn_conv
+    from dl4cv_jax.backends.cpu import onednn_conv
 
-    bench = JaxTrainStep(WORKLOADS[model], precision, WORKLOADS[model].batch_size)
+    workload = train_step.WORKLOADS[model]
+    bench = train_step.JaxTrainStep(workload, precision, workload.batch_size, backend="cpu")
     passes = convolution_passes(bench._step.lower(bench.state, bench.batch).compile().as_text())
     rows, totals = [], {True: 0.0, False: 0.0}
     for key, count in sorted(passes.items(), key=lambda item: str(item[0])):
@@ -108,25 +108,23 @@ def compare_workload(model: str, precision: str, rounds: int, repetitions: int) 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from benchmarks.train_step import PRECISIONS, WORKLOADS, machine_description
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["resnet20_cifar", "lenet"], choices=list(WORKLOADS))
-    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=PRECISIONS)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[train_step.process_options()])
+    parser.add_argument("--models", nargs="+", default=["resnet20_cifar", "lenet"], choices=list(train_step.WORKLOADS))
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=train_step.PRECISIONS)
     parser.add_argument("--rounds", type=int, default=7, help="alternations of the two kernels per pass")
     parser.add_argument("--repetitions", type=int, default=6, help="runs per round (the first is not counted)")
     args = parser.parse_args(argv)
-    restart_under_jemalloc()
-    apply_xla_cpu_defaults(True)
-    from dl4cv_jax.models import onednn_conv
+    train_step.configure_benchmark_process(args, restart=False)  # done already under __main__; for callers
+    from dl4cv_jax.backends.cpu import onednn_conv
 
     if not onednn_conv.available():
         raise SystemExit("oneDNN's convolutions are not available here (see the warning above)")
-    print(machine_description(), flush=True)
+    print(train_step.machine_description(), flush=True)
     for model in args.models:
         for precision in args.precisions:
             print("\n" + compare_workload(model, precision, args.rounds, args.repetitions), flush=True)
 
 
 if __name__ == "__main__":
+    train_step.configure_benchmark_process()  # as main.py does, first thing (it may restart under jemalloc)
     main()

@@ -2,15 +2,18 @@
 
     .venv/bin/python benchmarks/step_profile.py --models resnet20_cifar --precisions float32
     .venv/bin/python benchmarks/step_profile.py --models lenet --precisions bfloat16 --top 15
+    .venv/bin/python benchmarks/step_profile.py --models lenet --backend xla   # Flax's layers on XLA alone
 
-The step is `train_step.py`'s (synthetic batch already on the device, main.py's XLA flag). For each workload it
+The step is `train_step.py`'s (synthetic batch already on the device, main.py's XLA flag, `--backend` as
+`config.backend`: 'auto' = the CPU backend on one CPU device, as main.py runs it). For each workload it
 prints the step's speed untraced, then three tables from the trace: time per kind of operation (an XLA fusion's
 kind, read from its name, or a custom call's target, such as oneDNN's convolutions), the slowest operations with
 their output shape and the JAX operation they came from (the compiled HLO's metadata), and the time per step
 with no operation running on any thread. TensorBoard's profile tab shows the same trace graphically
 (`--config.profile_steps=N` in main.py); this is the summary to paste into benchmarks/RESULTS.md.
 
-Like main.py, it restarts under jemalloc with `oversize_threshold:0` (`dl4cv_jax/cpu_allocator.py`). That
+Like main.py, it restarts under jemalloc with `oversize_threshold:0` (`dl4cv_jax/backends/cpu/allocator.py`;
+`--allocator system` keeps glibc's malloc, `--xla-cpu-defaults off` leaves main.py's XLA flag out). That
 matters more here than anywhere: under glibc, or jemalloc's defaults, XLA:CPU's 8 MB temporaries are faulted in
 afresh every step, and each elementwise pass over a 128x32x32x16 tensor took 2.2-2.9 ms instead of 0.2-0.6 ms,
 which made XLA's elementwise fusions look like ResNet-20's bottleneck when they were not (RESULTS.md).
@@ -30,8 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `configs` is not an installed package
     sys.path.insert(0, str(ROOT))
 
-from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+from benchmarks import train_step  # noqa: E402
 
 # One HLO instruction: `  %name = type[shape]{layout} opcode(...` (ROOT optional), with its metadata.
 _INSTRUCTION = re.compile(r"^\s+(?:ROOT )?%(\S+) = (\S+) ")
@@ -123,12 +125,11 @@ def summarise(events: Sequence[dict], instructions: dict[str, tuple[str, str, st
     return "\n".join(lines)
 
 
-def profile_workload(model: str, precision: str, batch_size: int, steps: int, top: int) -> str:
+def profile_workload(model: str, precision: str, batch_size: int, steps: int, top: int, backend: str = "auto") -> str:
     import jax
-    import train_step
 
     workload = train_step.WORKLOADS[model]
-    bench = train_step.JaxTrainStep(workload, precision, batch_size or workload.batch_size)
+    bench = train_step.JaxTrainStep(workload, precision, batch_size or workload.batch_size, backend=backend)
     # Run the very program whose HLO is read (the trace names its instructions), and compile it only once.
     bench._step = bench._step.lower(bench.state, bench.batch).compile()
     instructions = hlo_instructions(bench._step.as_text())
@@ -138,31 +139,31 @@ def profile_workload(model: str, precision: str, batch_size: int, steps: int, to
         with jax.profiler.trace(directory, create_perfetto_trace=True):
             bench.run(steps)
         events = trace_events(pathlib.Path(directory))
+    where = "" if backend == "auto" else f", backend {backend}"
     header = (
-        f"### {model}, {precision}, batch {bench.batch_size}: {steps * bench.batch_size / seconds:.1f} img/s "
+        f"### {model}, {precision}, batch {bench.batch_size}{where}: {steps * bench.batch_size / seconds:.1f} img/s "
         f"untraced ({seconds / steps * 1e3:.1f} ms per step), then {steps} steps traced"
     )
     return header + "\n\n" + summarise(events, instructions, steps, top)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import train_step
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[train_step.process_options()])
     parser.add_argument("--models", nargs="+", default=["resnet20_cifar"], choices=list(train_step.WORKLOADS))
     parser.add_argument("--precisions", nargs="+", default=["float32"], choices=train_step.PRECISIONS)
     parser.add_argument("--batch-size", type=int, default=0, help="0 = each workload's default (train_step.py)")
     parser.add_argument("--steps", type=int, default=5, help="steps traced (and timed untraced before)")
     parser.add_argument("--top", type=int, default=12, help="how many of the slowest operations to list")
+    parser.add_argument("--backend", default="auto", choices=train_step.BACKENDS, help="config.backend")
     args = parser.parse_args(argv)
-    apply_xla_cpu_defaults()
+    train_step.configure_benchmark_process(args, restart=False)  # done already under __main__; for callers
     print(train_step.machine_description(), flush=True)
     for model in args.models:
         for precision in args.precisions:
-            print("\n" + profile_workload(model, precision, args.batch_size, args.steps, args.top), flush=True)
+            profile = profile_workload(model, precision, args.batch_size, args.steps, args.top, args.backend)
+            print("\n" + profile, flush=True)
 
 
 if __name__ == "__main__":
-    restart_under_jemalloc()  # as main.py does; see the module docstring for why it matters here
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # train_step.py, beside this file
+    train_step.configure_benchmark_process()  # as main.py does; see the module docstring for why it matters here
     main()

@@ -9,9 +9,12 @@ function warms both up and alternates their windows exactly as it does within on
 The protocol is one command per line on the server's stdin, each answered by one `RESULT <json>` line on its
 stdout (anything else it prints goes to stderr):
 
-    build MODEL PRECISION BATCH  ->  {"label", "batch_size", "parameters"}
-    run STEPS                    ->  {"seconds", "loss", "minor_faults"}   (STEPS steps, waited for; the last
-                                    step's loss; the page faults the process took meanwhile)
+    build MODEL PRECISION BATCH BACKEND  ->  {"label", "batch_size", "parameters"}   (BACKEND: JAX's config.backend)
+    run STEPS                            ->  {"seconds", "loss", "minor_faults"}   (STEPS steps, waited for; the
+                                            last step's loss; the page faults the process took meanwhile)
+
+The server's process is set up by whoever starts it (`compare_frameworks.py` configures a JAX server's process
+from its command line, as main.py does, before calling `serve`).
 
 Minor faults tell a process that re-faults its buffers every step (once jemalloc's page purge did that to about
 one JAX process in five, a 20-30% loss for the process's whole life; see RESULTS.md) from a slow machine.
@@ -28,16 +31,12 @@ from typing import Any
 RESULT = "RESULT "  # lines starting with this carry one JSON answer (also compare_frameworks' worker rows)
 
 
-def serve(framework: str, xla_cpu_defaults: bool, threads: int) -> None:
+def serve(framework: str, threads: int) -> None:
     """The server's side: builds `framework`'s step (`jax`: the library's, `torch`: the reference) on command."""
     sys.stdout, answers = sys.stderr, sys.stdout  # libraries' prints must not break the protocol
     from benchmarks import train_step
 
-    if framework == "jax":
-        from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults
-
-        apply_xla_cpu_defaults(xla_cpu_defaults)
-    else:
+    if framework == "torch":
         import torch
 
         torch.set_num_threads(threads)
@@ -63,12 +62,12 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _build(framework: str, model: str, precision: str, batch: str) -> Any:
+def _build(framework: str, model: str, precision: str, batch: str, backend: str = "auto") -> Any:
     from benchmarks.train_step import WORKLOADS, JaxTrainStep
 
     workload = WORKLOADS[model]
     if framework == "jax":
-        return JaxTrainStep(workload, precision, int(batch))
+        return JaxTrainStep(workload, precision, int(batch), backend=backend)
     from benchmarks.torch_reference import TorchTrainStep
 
     return TorchTrainStep(workload, precision, int(batch), compile=False)
@@ -95,8 +94,8 @@ class StepServer:
             raise SystemExit(f"step server {' '.join(self.command[-6:])} stopped (exit status {status}) at {request!r}")
         return json.loads(line[len(RESULT) :])
 
-    def build(self, model: str, precision: str, batch: int) -> "StepServer":
-        built = self.ask(f"build {model} {precision} {batch}")
+    def build(self, model: str, precision: str, batch: int, backend: str = "auto") -> "StepServer":
+        built = self.ask(f"build {model} {precision} {batch} {backend}")
         self.label, self.batch_size, self.num_parameters = built["label"], built["batch_size"], built["parameters"]
         return self
 

@@ -1,8 +1,9 @@
 """Images/second of the library's jitted train step, on synthetic data, for the benchmark workloads.
 
     .venv/bin/python benchmarks/train_step.py                               # every model, float32 and bfloat16
-    .venv/bin/python benchmarks/train_step.py --models resnet20_cifar --precisions float32 --batch-size 256
-    DL4CV_XLA_CPU_DEFAULTS=0 .venv/bin/python benchmarks/train_step.py      # without main.py's XLA:CPU flag
+    .venv/bin/python benchmarks/train_step.py --models resnet20_cifar --precisions float32 --batch-sizes 256
+    .venv/bin/python benchmarks/train_step.py --xla-cpu-defaults off        # without main.py's XLA:CPU flag
+    .venv/bin/python benchmarks/train_step.py --models lenet --backend xla cpu   # both backends, interleaved
 
 What is timed is `build_trainer(config, data).train_step(state, batch)`, the step the training loop runs: uint8
 images normalised on the device, the model in `config.precision`, softmax cross-entropy, optax SGD with Nesterov
@@ -12,11 +13,15 @@ compilation and a few steps), `--windows` windows of about `--window-seconds` ea
 with `jax.block_until_ready` on the new state and metrics, because a jitted call returns before the device has
 finished. The figure is the median window; the spread (min-max) is printed with it.
 
-Like `main.py`, on a machine with no accelerator plugin this adds
-`--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` to XLA_FLAGS unless DL4CV_XLA_CPU_DEFAULTS=0
-or the flag is set already (`dl4cv_jax/xla_cpu.py`). XLA reads XLA_FLAGS once, when jax initialises its backend,
-so `apply_xla_cpu_defaults` runs in `main()` before any computation. Also like `main.py`, it restarts under
-jemalloc where the machine has it, unless DL4CV_JEMALLOC=0 (`dl4cv_jax/cpu_allocator.py`).
+`--backend` is `config.backend` (dl4cv_jax/backends: 'auto' = the CPU backend on one CPU device, Flax's layers on
+XLA elsewhere); `--onednn`, `--keep-conv-inputs` and the `--*-channels` limits are options passed to the CPU
+backend (module constants of `dl4cv_jax/backends/cpu/conv.py`, read while the step is traced).
+
+The process is set up as `main.py` sets it up, by `dl4cv_jax.process.configure_process(restart=True)` before any
+computation: on a machine with no accelerator plugin it adds main.py's XLA:CPU flag
+(`dl4cv_jax/backends/cpu/xla_flags.py`; `--xla-cpu-defaults off` leaves it out) and restarts under jemalloc where
+the machine has it (`dl4cv_jax/backends/cpu/allocator.py`; `--allocator system` keeps glibc's malloc). Every
+benchmark entry point takes these two options (`process_options`).
 """
 
 import argparse
@@ -36,10 +41,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `configs` is not an installed package
     sys.path.insert(0, str(ROOT))
 
-from dl4cv_jax.cpu_allocator import restart_under_jemalloc  # noqa: E402
-from dl4cv_jax.xla_cpu import apply_xla_cpu_defaults  # noqa: E402
+from dl4cv_jax.process import configure_process  # noqa: E402  (imports nothing until it is called)
 
 PRECISIONS = ("float32", "bfloat16")
+BACKENDS = ("auto", "xla", "cpu")  # config.backend: dl4cv_jax.backends.BACKENDS, whose import would load jax
+ALLOCATORS = ("jemalloc", "system")
+ON_OFF = ("on", "off")
 MEAN, STD = (0.491, 0.481, 0.444), (0.246, 0.244, 0.262)  # CIFAR-10's; any fixed values do
 
 
@@ -67,14 +74,51 @@ WORKLOADS = {
 }
 
 
+def process_options() -> argparse.ArgumentParser:
+    """The process set-up options every benchmark entry point takes (add it to `parents=`), main.py's by default:
+    `--allocator jemalloc|system` and `--xla-cpu-defaults on|off` (see the module docstring)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--allocator",
+        default="jemalloc",
+        choices=ALLOCATORS,
+        help="jemalloc: restart under it where the machine has it, as main.py does; system: glibc's malloc "
+        "(a jemalloc already in LD_PRELOAD stays: the header shows LD_PRELOAD)",
+    )
+    parser.add_argument(
+        "--xla-cpu-defaults",
+        default="on",
+        choices=ON_OFF,
+        help="on: main.py's XLA:CPU flag (dl4cv_jax/backends/cpu/xla_flags.py); off: XLA's own defaults",
+    )
+    return parser
+
+
+def configure_benchmark_process(args: argparse.Namespace | None = None, restart: bool = True) -> argparse.Namespace:
+    """`configure_process` as the `process_options` in `args` say (default: parsed from the command line, whose
+    other arguments are left for the script's own parser), then starts jax's backends, so that XLA_FLAGS is final:
+    the trainer calls `configure_process()` itself and would otherwise add main.py's XLA:CPU flag back where
+    `--xla-cpu-defaults off` left it out. Call it first thing under `__main__`: `restart` may restart the process
+    under jemalloc."""
+    if args is None:
+        args, _ = process_options().parse_known_args()
+    configure_process(
+        restart=restart, jemalloc=args.allocator == "jemalloc", xla_cpu_flags=args.xla_cpu_defaults == "on"
+    )
+    import jax
+
+    jax.devices()
+    return args
+
+
 def bench_config(
-    workload: Workload, precision: str, batch_size: int, optimizer: str = "nesterov", conv_inputs: str = "auto"
+    workload: Workload, precision: str, batch_size: int, optimizer: str = "nesterov", backend: str = "auto"
 ) -> Any:
     """The workload's experiment config on synthetic data, with the optimizer both frameworks use.
 
     SGD, learning rate 0.1, Nesterov momentum 0.9, L2 weight decay 5e-4; a constant schedule and no label
     smoothing, so PyTorch's SGD and cross-entropy are the same computation. `optimizer='sgd'` drops momentum and
-    decay (to measure what the optimizer chain costs). `conv_inputs` is `config.materialize_conv_inputs`.
+    decay (to measure what the optimizer chain costs). `backend` is `config.backend`.
     """
     import importlib
 
@@ -98,7 +142,7 @@ def bench_config(
     config.optimizer.weight_decay_mode = "l2"
     config.schedule.name, config.schedule.warmup_epochs = "constant", 0.0
     config.num_epochs = 1
-    config.materialize_conv_inputs = conv_inputs
+    config.backend = backend
     return config
 
 
@@ -107,7 +151,10 @@ class JaxTrainStep:
 
     `variant`: 'library' (the real step); 'plain_sgd' (the real step with SGD without momentum and decay);
     'grad_only' (forward + backward of the same model and loss on pre-normalised float32 images, no optimizer
-    update, no metrics: what is left of the step without the library's extras).
+    update, no metrics: what is left of the step without the library's extras). `backend` is `config.backend`.
+    The other arguments, None for the backend's defaults, are options passed to the CPU backend: the module
+    constants of `backends/cpu/conv.py` (`MAX_TAP_SUM_CHANNELS`, `MAX_COL2IM_CHANNELS`, `MAX_PHASE_CHANNELS`,
+    `USE_ONEDNN`, `KEEP_CONV_INPUTS`), set while this step is compiled (at once, where any is given).
     """
 
     framework = "jax"
@@ -118,26 +165,28 @@ class JaxTrainStep:
         precision: str,
         batch_size: int,
         variant: str = "library",
-        conv_inputs: str = "auto",
+        backend: str = "auto",
         tap_sum_channels: int | None = None,
         col2im_channels: int | None = None,
         phase_channels: int | None = None,
         onednn: bool | None = None,
+        keep_conv_inputs: bool | None = None,
     ):
         import jax
 
+        from dl4cv_jax.backends import resolve_backend
         from dl4cv_jax.data import load_data
-        from dl4cv_jax.models import conv
         from dl4cv_jax.train.loop import build_trainer
         from dl4cv_jax.train.state import count_parameters
 
         self.variant = variant
         self.label = f"jax/{variant}" if variant != "library" else "jax"
-        self.conv_inputs = conv_inputs
         optimizer = "sgd" if variant == "plain_sgd" else "nesterov"
-        config = bench_config(workload, precision, batch_size, optimizer, conv_inputs)
+        config = bench_config(workload, precision, batch_size, optimizer, backend)
         data = load_data(config)
         trainer, self.state = build_trainer(config, data)
+        self.backend = resolve_backend(backend)  # after build_trainer, which has set the process up
+        self.backend_label = backend if backend != "auto" else f"auto ({self.backend})"
         train = data.split("train")
         self.batch = trainer.put_batch({"image": train.images[:batch_size], "label": train.labels[:batch_size]})
         self.num_parameters = count_parameters(self.state.params)
@@ -149,22 +198,31 @@ class JaxTrainStep:
 
             self.batch = {**self.batch, "image": steps.normalize_images(self.batch["image"], data.mean, data.std)}
         self._block = jax.block_until_ready
-        # models.conv reads these while tracing: a step built with either is compiled now, under those values.
-        limits = {
+        self.tap_sum_channels = self.col2im_channels = self.phase_channels = None
+        self.onednn = self.keep_conv_inputs = False
+        options = {
             "MAX_TAP_SUM_CHANNELS": tap_sum_channels,
             "MAX_COL2IM_CHANNELS": col2im_channels,
             "MAX_PHASE_CHANNELS": phase_channels,
             "USE_ONEDNN": onednn,
+            "KEEP_CONV_INPUTS": keep_conv_inputs,
         }
-        limits = {k: v for k, v in limits.items() if v is not None}
-        defaults = {k: getattr(conv, k) for k in limits}
+        options = {k: v for k, v in options.items() if v is not None}
+        if self.backend != "cpu":
+            if options:
+                raise ValueError(f"{sorted(options)} are options of the CPU backend; this step runs on {backend!r}")
+            return
+        from dl4cv_jax.backends.cpu import conv
+
+        # conv.py reads these while tracing: a step built with any of them is compiled now, under those values.
+        defaults = {k: getattr(conv, k) for k in options}
         try:
-            for k, v in limits.items():
+            for k, v in options.items():
                 setattr(conv, k, v)
             self.tap_sum_channels, self.col2im_channels = conv.MAX_TAP_SUM_CHANNELS, conv.MAX_COL2IM_CHANNELS
-            self.phase_channels = conv.MAX_PHASE_CHANNELS
+            self.phase_channels, self.keep_conv_inputs = conv.MAX_PHASE_CHANNELS, conv.KEEP_CONV_INPUTS
             self.onednn = conv.USE_ONEDNN and conv.onednn_conv.available()
-            if limits:
+            if options:
                 self._step = self._step.lower(self.state, self.batch).compile()
         finally:
             for k, v in defaults.items():
@@ -310,25 +368,38 @@ def machine_description() -> str:
 VARIANTS = ("library", "plain_sgd", "grad_only")
 
 
+def cpu_option(value: str | None) -> bool | None:
+    """An on/off option of the CPU backend as a module constant's value; None keeps the backend's default."""
+    return None if value is None else value == "on"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[process_options()])
     parser.add_argument("--models", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[0], help="0 = the workload's default")
     parser.add_argument("--variants", nargs="+", default=["library"], choices=VARIANTS, help="see JaxTrainStep")
     parser.add_argument(
-        "--conv-inputs",
+        "--backend",
         nargs="+",
         default=["auto"],
-        choices=["auto", "on", "off"],
-        help="config.materialize_conv_inputs (several: timed interleaved)",
+        choices=BACKENDS,
+        help="config.backend (several: timed interleaved); the options below apply to the CPU backend only",
+    )
+    parser.add_argument(
+        "--keep-conv-inputs",
+        nargs="+",
+        default=[None],
+        choices=ON_OFF,
+        help="backends.cpu.conv.KEEP_CONV_INPUTS: conv inputs of XLA's convolutions kept as buffers (default on); "
+        "as --tap-sum-channels",
     )
     parser.add_argument(
         "--tap-sum-channels",
         nargs="+",
         type=int,
         default=[None],
-        help="models.conv.MAX_TAP_SUM_CHANNELS (0 = no tap-sum forward; several: timed interleaved). "
+        help="backends.cpu.conv.MAX_TAP_SUM_CHANNELS (0 = no tap-sum forward; several: timed interleaved). "
         "Steps built with this are compiled as they are built, so their 'first call' excludes compilation.",
     )
     parser.add_argument(
@@ -336,55 +407,70 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="+",
         type=int,
         default=[None],
-        help="models.conv.MAX_COL2IM_CHANNELS (0 = XLA's input gradient everywhere); as --tap-sum-channels",
+        help="backends.cpu.conv.MAX_COL2IM_CHANNELS (0 = XLA's input gradient everywhere); as --tap-sum-channels",
     )
     parser.add_argument(
         "--phase-channels",
         nargs="+",
         type=int,
         default=[None],
-        help="models.conv.MAX_PHASE_CHANNELS (0 = XLA's input gradient for strided convs); as --tap-sum-channels",
+        help="backends.cpu.conv.MAX_PHASE_CHANNELS (0 = XLA's input gradient for strided convs); as --tap-sum-channels",
     )
     parser.add_argument(
         "--onednn",
         nargs="+",
         default=[None],
-        choices=["on", "off"],
-        help="models.conv.USE_ONEDNN: float32 and bf16 convs on oneDNN where available; as --tap-sum-channels",
+        choices=ON_OFF,
+        help="backends.cpu.conv.USE_ONEDNN: float32 and bf16 convs on oneDNN where available; as --tap-sum-channels",
     )
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
 
-    apply_xla_cpu_defaults()
+    configure_benchmark_process(args, restart=False)  # done already under __main__; for callers of main()
     import jax
 
+    from dl4cv_jax.backends import resolve_backend
+
+    cpu_options = [
+        {
+            "keep_conv_inputs": cpu_option(k),
+            "tap_sum_channels": t,
+            "col2im_channels": i,
+            "phase_channels": p,
+            "onednn": cpu_option(o),
+        }
+        for k in args.keep_conv_inputs
+        for t in args.tap_sum_channels
+        for i in args.col2im_channels
+        for p in args.phase_channels
+        for o in args.onednn
+    ]
     print(machine_description())
     print(f"devices: {jax.devices()}")
     print("Several batch sizes or variants of one model and precision are timed interleaved (A, B, A, B, ...).")
     print(
-        "| model | precision | batch | variant | conv inputs | tap-sum / col2im / phase channels | oneDNN "
+        "| model | precision | batch | variant | backend | conv inputs | tap-sum / col2im / phase channels | oneDNN "
         "| img/s (median) | min-max | steps/window x windows | first call s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         for precision in args.precisions:
             workload = WORKLOADS[name]
             batches = [b or workload.batch_size for b in args.batch_sizes]
             benches = [
-                JaxTrainStep(workload, precision, b, v, c, t, i, p, None if o is None else o == "on")
+                JaxTrainStep(workload, precision, b, v, backend, **options)
                 for b in batches
                 for v in args.variants
-                for c in args.conv_inputs
-                for t in args.tap_sum_channels
-                for i in args.col2im_channels
-                for p in args.phase_channels
-                for o in args.onednn
+                for backend in args.backend
+                for options in (cpu_options if resolve_backend(backend) == "cpu" else [{}])
             ]
             for bench, m in zip(benches, measure_interleaved(benches, args.windows, args.window_seconds), strict=True):
+                cpu = bench.backend == "cpu"
+                channels = f"{bench.tap_sum_channels} / {bench.col2im_channels} / {bench.phase_channels}"
                 print(
-                    f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {bench.conv_inputs} | "
-                    f"{bench.tap_sum_channels} / {bench.col2im_channels} / {bench.phase_channels} | "
+                    f"| {name} | {precision} | {m.batch_size} | {bench.variant} | {bench.backend_label} | "
+                    f"{('on' if bench.keep_conv_inputs else 'off') if cpu else '-'} | {channels if cpu else '-'} | "
                     f"{'on' if bench.onednn else 'off'} | "
                     f"{m.median:.1f} | {m.spread()} | "
                     f"{m.steps_per_window} x {args.windows} | {m.first_step_s:.1f} |",
@@ -394,5 +480,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    restart_under_jemalloc()  # as main.py does: see dl4cv_jax/cpu_allocator.py
+    configure_benchmark_process()  # as main.py does, first thing (it may restart the process under jemalloc)
     main()

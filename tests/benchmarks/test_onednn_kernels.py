@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from benchmarks import onednn_kernels
-from dl4cv_jax.models import onednn_conv
+from dl4cv_jax.backends.cpu import onednn_conv
 
 pytestmark = pytest.mark.skipif(
     (sys.platform, platform.machine()) != ("linux", "x86_64"), reason="the oneDNN wheels are for Linux x86-64 only"
