@@ -24,8 +24,8 @@ def test_importing_every_module_changes_no_jax_setting_and_no_environment_variab
     code = """
         import importlib, os, pkgutil, jax
         import clu.metric_writers, matplotlib.pyplot, orbax.checkpoint, tensorflow, tensorflow_datasets  # their own
-        import dl4cv_jax
         environ, threefry = dict(os.environ), jax.config.jax_threefry_partitionable
+        import dl4cv_jax
         modules = [m.name for m in pkgutil.walk_packages(dl4cv_jax.__path__, "dl4cv_jax.")]
         for name in modules:
             importlib.import_module(name)
