@@ -34,6 +34,7 @@ class NormSpec:
     name: str = "batch"
     groups: int = 32
     momentum: float = 0.9
+    epsilon: float = EPSILON  # a family may use its paper's (torchvision's MobileNetV3: 1e-3)
 
 
 def norm_spec_from_config(model_config: ml_collections.ConfigDict) -> NormSpec:
@@ -57,22 +58,22 @@ def largest_divisor_at_most(channels: int, limit: int) -> int:
 def _batch(spec: NormSpec, train: bool, channels: int, name: str, layers: Layers, relu: bool = False) -> nn.Module:
     # Running statistics live in the 'batch_stats' collection; callers apply with mutable=['batch_stats'].
     layer = layers.batch_norm_relu if relu else layers.batch_norm
-    return layer(use_running_average=not train, momentum=spec.momentum, epsilon=EPSILON, name=name)
+    return layer(use_running_average=not train, momentum=spec.momentum, epsilon=spec.epsilon, name=name)
 
 
 def _group(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
     groups = largest_divisor_at_most(channels, spec.groups)
-    return nn.GroupNorm(num_groups=groups, epsilon=EPSILON, name=name)
+    return nn.GroupNorm(num_groups=groups, epsilon=spec.epsilon, name=name)
 
 
 def _instance(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
-    return nn.InstanceNorm(epsilon=EPSILON, name=name)
+    return nn.InstanceNorm(epsilon=spec.epsilon, name=name)
 
 
 def _layer(spec: NormSpec, train: bool, channels: int, name: str) -> nn.Module:
     # Over H, W and C of each example with a per-channel scale and bias (GroupNorm with one group, as in
     # Wu & He 2018), not nn.LayerNorm's channels-only default, which would be a per-pixel norm.
-    return nn.GroupNorm(num_groups=1, epsilon=EPSILON, name=name)
+    return nn.GroupNorm(num_groups=1, epsilon=spec.epsilon, name=name)
 
 
 def _none(spec: NormSpec, train: bool, channels: int, name: str) -> Callable[[jax.Array], jax.Array]:

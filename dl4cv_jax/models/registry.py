@@ -6,6 +6,7 @@ import flax.linen as nn
 import ml_collections
 
 from dl4cv_jax.choices import choose
+from dl4cv_jax.models import alexnet, densenet, googlenet, mobilenet, vit
 from dl4cv_jax.models.cifar_resnet import cifar_resnet_builder
 from dl4cv_jax.models.cnn import build_cnn
 from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
@@ -25,6 +26,11 @@ MODELS: dict[str, ModelBuilder] = {
     **{f"vgg{depth}_bn": vgg_builder(depth, batch_norm=True) for depth in (11, 13, 16, 19)},
     **{f"resnet{depth}": resnet_builder(depth) for depth in (18, 34, 50, 101, 152)},
     **{f"resnet{depth}": cifar_resnet_builder(depth) for depth in (20, 32, 44, 56, 110)},
+    **alexnet.BUILDERS,
+    **googlenet.BUILDERS,
+    **densenet.BUILDERS,
+    **mobilenet.BUILDERS,
+    **vit.BUILDERS,
 }
 
 

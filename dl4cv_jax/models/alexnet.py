@@ -1,0 +1,3 @@
+"""alexnet (stub: filled in with the model)."""
+
+BUILDERS: dict = {}

@@ -1,0 +1,3 @@
+"""densenet (stub: filled in with the model)."""
+
+BUILDERS: dict = {}

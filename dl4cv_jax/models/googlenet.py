@@ -1,0 +1,3 @@
+"""googlenet (stub: filled in with the model)."""
+
+BUILDERS: dict = {}

@@ -1,0 +1,3 @@
+"""mobilenet (stub: filled in with the model)."""
+
+BUILDERS: dict = {}

@@ -1,0 +1,3 @@
+"""vit (stub: filled in with the model)."""
+
+BUILDERS: dict = {}
