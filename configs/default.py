@@ -37,6 +37,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.hidden_sizes = (256, 128)  # mlp: widths of the hidden layers
     config.model.group_norm_groups = 32  # groups for norm=group (reduced to divide the channels)
     config.model.bn_momentum = 0.9  # BatchNorm running-average momentum (Keras/Flax convention)
+    # Start from other weights (docs/pretrained.md): a PyTorch (.pth/.pt/.th) or .safetensors file of this model,
+    # or one of our workdirs (its best checkpoint). A classifier of another class count keeps its fresh init.
+    config.model.pretrained = ""
+    config.model.init_from = ""
+
+    # --- Fine-tuning (docs/pretrained.md) ---------------------------------------------------------------
+    config.finetune = ml_collections.ConfigDict()
+    config.finetune.freeze = ""  # regex over parameter paths ("layer1_0/conv1/kernel"); matches are not trained
+    config.finetune.lr_mults = ()  # ((regex, multiplier), ...): first match scales that parameter's learning rate
 
     # --- Data ------------------------------------------------------------------------------------------
     config.data = ml_collections.ConfigDict()

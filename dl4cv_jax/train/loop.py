@@ -32,6 +32,7 @@ from dl4cv_jax.train import callbacks as callbacks_lib
 from dl4cv_jax.train import epoch_end, epoch_program, precision, run_files, sharding, steps, tta
 from dl4cv_jax.train.checkpoints import BEST, CheckpointStore
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
+from dl4cv_jax.train.warm_start import initial_variables
 
 
 class TrainingDivergedError(RuntimeError):
@@ -160,7 +161,8 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
     layers = backends.model_layers(config.backend)
     model = create_model(config.model, losses.num_outputs(config.loss, data.num_classes), layers)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-    state = create_train_state(model, init_key, data.image_shape, tx, plateau, config.ema_decay, accum)
+    warm_start = functools.partial(initial_variables, config.model)
+    state = create_train_state(model, init_key, data.image_shape, tx, plateau, config.ema_decay, accum, warm_start)
 
     mesh = sharding.make_mesh()
     state = sharding.replicate(state, mesh)

@@ -5,6 +5,7 @@ pytree and the loop's small JSON state is enough to resume bit-for-bit.
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -88,15 +89,19 @@ def create_train_state(
     plateau: optax.GradientTransformation | None = None,
     ema_decay: float = 0.0,
     grad_accum_steps: int = 1,
+    warm_start: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> TrainState:
     """Initialises the model on a dummy batch of `image_shape` and wraps everything in a TrainState.
 
     The init is jit-compiled as one program: run eagerly, every parameter shape compiles its own random op, which
-    adds up to a long start even for a small CNN on a CPU (benchmarks/RESULTS.md).
+    adds up to a long start even for a small CNN on a CPU (benchmarks/RESULTS.md). `warm_start` maps the fresh
+    variables to the ones to start from (train/warm_start.py).
     """
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
     init = jax.jit(functools.partial(model.init, train=False))
     variables = init({"params": init_key, "dropout": init_key}, dummy)
+    if warm_start is not None:  # pretrained weights or another run's: train/warm_start.py
+        variables = jax.tree.map(jnp.asarray, warm_start(variables))
     params = variables["params"]
     batch_stats = variables.get("batch_stats", {})
     return TrainState.create(
