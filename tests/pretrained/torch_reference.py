@@ -45,7 +45,7 @@ def randomise_batch_norm(module, image_shape: tuple[int, int, int], seed: int = 
     norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
         for layer in norms:
-            layer.weight.copy_(0.5 + torch.rand(layer.num_features, generator=generator))
+            layer.weight.copy_(0.25 + 0.5 * torch.rand(layer.num_features, generator=generator))
             layer.bias.copy_(0.2 * torch.randn(layer.num_features, generator=generator))
             layer.momentum = 1.0
         module.train()
