@@ -7,7 +7,9 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.pretrained.convert import WeightMismatchError, torch_to_variables
+from dl4cv_jax.pretrained.known_files import download_hint
 from dl4cv_jax.pretrained.layouts import layout_for
 from dl4cv_jax.pretrained.state_dict import read_state_dict
 
@@ -19,6 +21,11 @@ def load_pretrained(
 
     `variables` is a fresh init of the model (its tree and shapes); see convert.torch_to_variables.
     """
+    if not pathlib.Path(path).expanduser().is_file():
+        raise ConfigError(
+            f"config.model.pretrained={str(path)!r}: no such file, and weights are never downloaded at run time; "
+            + download_hint(model_name)
+        )
     arrays, _ = read_state_dict(path)
     return torch_to_variables(arrays, variables, layout_for(model_name), allow_new_head=allow_new_head, name=str(path))
 

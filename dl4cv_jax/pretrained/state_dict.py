@@ -22,7 +22,7 @@ def read_state_dict(path: str | pathlib.Path) -> tuple[dict[str, np.ndarray], di
 
     Metadata: the safetensors header's `__metadata__` (our converter stores the preprocessing there); {} for torch.
     """
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(
             f"config.model.pretrained={str(path)!r}: no such file. Weights are never downloaded at run time: "

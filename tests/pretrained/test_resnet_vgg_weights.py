@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.pretrained import WeightMismatchError, load_pretrained
 from tests.pretrained.torch_reference import compare_with_torch, our_model, randomise_batch_norm, torchvision_models
 
@@ -133,3 +134,9 @@ def test_models_without_a_layout_are_named(tmp_path):
     path = _resnet18_file(tmp_path)
     with pytest.raises(Exception, match=r"config\.model\.name \(for model\.pretrained\)='lenet'.*choose one of"):
         load_pretrained(path, "lenet", {})
+
+
+def test_a_bare_model_name_says_which_file_to_download():
+    expected = r"'resnet50': no such file.*never downloaded.*download https://download\.pytorch\.org/models/resnet50-"
+    with pytest.raises(ConfigError, match=expected):
+        load_pretrained("resnet50", "resnet50", {})
