@@ -54,6 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.dir = ""  # folder root (folder), .npz file (numpy) or tfds data_dir (tfds; '' = tfds default)
     config.data.image_size = 0  # resize to image_size x image_size; 0 = keep the source's size
     config.data.resize_method = "bilinear"  # bilinear | nearest | bicubic | area | lanczos3 | lanczos5 | ...
+    config.data.resize_shorter = 0  # > 0: shorter side to this (aspect kept), then centre image_size crop (256 / 224)
     config.data.channels = 0  # 1 or 3 to convert; 0 = keep the source's channels
     config.data.skip_corrupt = False  # folder: skip (and count) unreadable image files instead of stopping
     config.data.max_train_examples = 0  # stratified subset of train for quick runs; 0 = all
@@ -66,6 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.crop_padding = 4  # pixels of padding for a random crop given without a padding ("crop")
     config.data.mean = ()  # per-channel mean in [0, 1]; () = measured on the training images
     config.data.std = ()  # per-channel std in [0, 1]; () = measured on the training images
+    config.data.preprocessing = ""  # preset: imagenet | imagenet_stats; '' = what model.pretrained records
     config.data.max_in_memory_mb = 2048  # splits smaller than this (decoded) are held in memory, larger ones streamed
     config.data.shuffle_buffer = 0  # tfds streaming shuffle buffer; 0 = 16 x batch_size
     config.data.pipeline = "tfdata"  # tfdata | device (in-memory data kept and augmented on the accelerator)

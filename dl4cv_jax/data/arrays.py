@@ -44,10 +44,12 @@ def arrays_source(
     channels: int = 0,
     image_size: int = 0,
     method: str = "bilinear",
+    resize_shorter: int = 0,
 ) -> SourceData:
     """A source over (images, labels) pairs; val and test are carved from train by `load_data` when None.
 
-    Images are converted to `channels` (0 = 1 for gray, 3 otherwise) and `image_size` like any other source.
+    Images are converted to `channels` (0 = 1 for gray, 3 otherwise), `image_size` and `resize_shorter` like any
+    other source.
     """
     given = {"train": train, "val": val, "test": test}
     splits = {key: as_split(*pair, f"{name} {key}") for key, pair in given.items() if pair is not None}
@@ -55,25 +57,28 @@ def arrays_source(
     channels = channels or (1 if stored in (1, 2) else 3)
     if any(split.images.shape[1:] != splits["train"].images.shape[1:] for split in splits.values()) and not image_size:
         raise ConfigError(f"config.data.image_size=0 needs the {name} splits to have one image shape; set it")
-    splits = {key: _converted(split, channels, image_size, method) for key, split in splits.items()}
+    splits = {key: _converted(split, channels, image_size, method, resize_shorter) for key, split in splits.items()}
     num_classes = 1 + max(int(split.labels.max(initial=0)) for split in splits.values())
     names = tuple(str(c) for c in class_names) if class_names is not None else tuple(map(str, range(num_classes)))
     require(len(names) >= num_classes, "data.dir", name, f"has labels up to {num_classes - 1} but {len(names)} names")
     return SourceData(name, names, splits)
 
 
-def convert_images(images: np.ndarray, channels: int, size: int, method: str = "bilinear") -> np.ndarray:
-    """`images.convert_array` (channels, then size; 0 keeps either), importing TensorFlow only when it has work."""
+def convert_images(
+    images: np.ndarray, channels: int, size: int, method: str = "bilinear", shorter: int = 0
+) -> np.ndarray:
+    """`images.convert_array` (channels, then size; 0 keeps either; shorter > 0: shorter side resized to it, then
+    the central size x size), importing TensorFlow only when it has work."""
     _, height, width, count = images.shape
-    if channels in (0, count) and size in (0, height) and size in (0, width):
+    if channels in (0, count) and size in (0, height) and size in (0, width) and not (size and shorter):
         return images
     from dl4cv_jax.data.images import convert_array
 
-    return convert_array(images, channels, size, method)
+    return convert_array(images, channels, size, method, shorter)
 
 
-def _converted(split: ArraySplit, channels: int, size: int, method: str) -> ArraySplit:
-    return ArraySplit(convert_images(split.images, channels, size, method), split.labels)
+def _converted(split: ArraySplit, channels: int, size: int, method: str, shorter: int) -> ArraySplit:
+    return ArraySplit(convert_images(split.images, channels, size, method, shorter), split.labels)
 
 
 def load_numpy_source(config: ml_collections.ConfigDict) -> SourceData:
@@ -98,5 +103,6 @@ def load_numpy_source(config: ml_collections.ConfigDict) -> SourceData:
         channels=config.data.channels,
         image_size=config.data.image_size,
         method=config.data.resize_method,
+        resize_shorter=config.data.resize_shorter,
         **pairs,
     )

@@ -46,8 +46,8 @@ class ArraySplit:
 class FileSplit:
     """Image files decoded in the pipeline: `paths` [N] str, `labels` int32 [N].
 
-    Every file is converted to `shape` (H, W, C): resized with `method` when `resize`, else it must already be
-    H x W.
+    Every file is converted to `shape` (H, W, C): resized with `method` when `resize` (by its shorter side to
+    `shorter`, then centre-cropped, when shorter > 0), else it must already be H x W.
     """
 
     paths: np.ndarray
@@ -55,6 +55,7 @@ class FileSplit:
     shape: tuple[int, int, int]
     resize: bool
     method: str = "bilinear"
+    shorter: int = 0  # config.data.resize_shorter
 
     @property
     def size(self) -> int:

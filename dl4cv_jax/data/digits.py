@@ -20,5 +20,7 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
 def load_digits_source(config: ml_collections.ConfigDict) -> SourceData:
     """All 1,797 digits as one 'train' pool; `load_data` carves val and test from it (val/test_fraction)."""
     images, labels = digits_images()
-    images = convert_images(images, config.data.channels, config.data.image_size, config.data.resize_method)
+    images = convert_images(
+        images, config.data.channels, config.data.image_size, config.data.resize_method, config.data.resize_shorter
+    )
     return SourceData("digits", tuple(str(d) for d in range(10)), {"train": ArraySplit(images, labels)})

@@ -81,8 +81,8 @@ def load_folder_source(config: ml_collections.ConfigDict) -> SourceData:
         config.data.image_size,
         config.data.skip_corrupt,
     )
-    method = config.data.resize_method
-    splits = {"train": _file_split(train, class_names, shape, resize, method)}
+    resizing = (config.data.resize_method, config.data.resize_shorter)
+    splits = {"train": _file_split(train, class_names, shape, resize, *resizing)}
     for name in present[1:] if present else ():
         folders = list_class_folders(root / name)
         unknown = sorted(set(folders) - set(class_names))
@@ -90,7 +90,7 @@ def load_folder_source(config: ml_collections.ConfigDict) -> SourceData:
             raise ConfigError(f"config.data.dir={where!r}: {name}/ has class folders that train/ lacks: {unknown}")
         if any(folders.values()):
             _check_classes(folders, class_names, f"{name}/", where)
-            splits[name] = _file_split(folders, class_names, shape, resize, method)
+            splits[name] = _file_split(folders, class_names, shape, resize, *resizing)
     return SourceData(config.data.name or root.name, class_names, splits, every_class_everywhere=True)
 
 
@@ -109,8 +109,9 @@ def _file_split(
     shape: tuple[int, int, int],
     resize: bool,
     method: str,
+    shorter: int,
 ) -> FileSplit:
     label_of = {name: label for label, name in enumerate(class_names)}
     paths = [path for name in folders for path in folders[name]]
     labels = [label_of[name] for name in folders for _ in folders[name]]
-    return FileSplit(np.array(paths, dtype=str), np.array(labels, dtype=np.int32), shape, resize, method)
+    return FileSplit(np.array(paths, dtype=str), np.array(labels, dtype=np.int32), shape, resize, method, shorter)

@@ -38,20 +38,21 @@ def probe_file(path: str) -> tuple[int, int, int]:
     return _decoder().probe_file(path)
 
 
-def read_image(path: str, shape: tuple[int, int, int], method: str = "bilinear") -> np.ndarray:
-    """One file of any size as uint8 `shape` (resized with `method`); ValueError saying why when it cannot."""
-    return _decoder().read_image(path, shape, True, method)
+def read_image(path: str, shape: tuple[int, int, int], method: str = "bilinear", shorter: int = 0) -> np.ndarray:
+    """One file of any size as uint8 `shape` (resized with `method`, by its shorter side to `shorter` then
+    centre-cropped when shorter > 0); ValueError saying why when it cannot."""
+    return _decoder().read_image(path, shape, True, method, shorter)
 
 
 def decode_files(
-    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
+    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear", shorter: int = 0
 ) -> np.ndarray:
     """Decodes every file into one uint8 [N, H, W, C] array (at load time, once, in parallel).
 
     A file that cannot be read or decoded, or (without `resize_to_shape`) has another size, raises ConfigError
     naming it.
     """
-    images, readable, sized = _decoder().decode_all(paths, shape, resize_to_shape, method)
+    images, readable, sized = _decoder().decode_all(paths, shape, resize_to_shape, method, shorter)
     for bad in paths[~readable]:
         probe_file(bad)  # raises naming the file
         raise ConfigError(f"config.data.dir: cannot decode image file {bad}")
@@ -60,10 +61,10 @@ def decode_files(
 
 
 def decode_readable(
-    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
+    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear", shorter: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Like `decode_files`, but corrupt files are left out: (images of the readable files, bool [N] readable)."""
-    images, readable, sized = _decoder().decode_all(paths, shape, resize_to_shape, method)
+    images, readable, sized = _decoder().decode_all(paths, shape, resize_to_shape, method, shorter)
     _check_sizes(paths, sized | ~readable, shape)
     return images[readable], readable
 

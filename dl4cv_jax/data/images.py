@@ -2,7 +2,8 @@
 
 Channel conversion: alpha is dropped (not composited onto a background), grayscale is repeated into RGB, and RGB
 becomes grayscale with the ITU-R 601 luma weights (as PIL's convert('L')). Resizing (config.data.resize_method,
-bilinear by default, antialiased when shrinking) squashes to a square: the aspect ratio is not kept.
+bilinear by default, antialiased when shrinking) squashes to a square: the aspect ratio is not kept, unless
+config.data.resize_shorter resizes the shorter side and centre-crops (ImageNet's policy, see resize_policy.py).
 Decoding is TensorFlow's, except for palette and 1/4-bit BMPs, which TensorFlow reads wrongly (the palette indices
 as gray levels): those go through PIL. 16-bit PNGs are scaled to 8 bits. Where TensorFlow is not installed,
 `pil_images.py` does the same with PIL; `image_decoder.py` picks one.
@@ -13,6 +14,7 @@ import io
 import numpy as np
 
 from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.data.resize_policy import shorter_side_box
 from dl4cv_jax.data.tf_runtime import AUTOTUNE, deterministic_options, tf
 
 _LUMA = (0.299, 0.587, 0.114)
@@ -37,29 +39,41 @@ def _luma(rgb: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(gray), 0, 255), tf.uint8)[..., None]
 
 
-def resize(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
-    """Resizes uint8 [(B,) H, W, C] images to size x size with `method` (antialiased), rounded back to uint8."""
-    resized = tf.image.resize(image, [size, size], method=method, antialias=method != "nearest")
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+def resize(image: tf.Tensor, size: int, method: str = "bilinear", shorter: int = 0) -> tf.Tensor:
+    """Resizes uint8 [(B,) H, W, C] images to size x size with `method` (antialiased), rounded back to uint8.
+
+    shorter > 0: the shorter side to `shorter`, aspect ratio kept, then the central size x size (resize_policy.py).
+    """
+    if not shorter:
+        resized = tf.image.resize(image, [size, size], method=method, antialias=method != "nearest")
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    dims = tf.shape(image)
+    new_height, new_width, top, left = shorter_side_box(dims[-3], dims[-2], shorter, size, tf.minimum)
+    resized = tf.image.resize(image, tf.stack([new_height, new_width]), method=method, antialias=method != "nearest")
+    cropped = resized[..., top : top + size, left : left + size, :]
+    cropped = tf.ensure_shape(cropped, [*image.shape[:-3], size, size, image.shape[-1]])
+    return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
 
 
-def convert(image: tf.Tensor, channels: int, size: int, method: str = "bilinear") -> tf.Tensor:
+def convert(image: tf.Tensor, channels: int, size: int, method: str = "bilinear", shorter: int = 0) -> tf.Tensor:
     """`to_channels` then `resize`; channels=0 or size=0 leave that property as it is."""
     if channels:
         image = to_channels(image, channels)
     if size:
-        image = resize(image, size, method)
+        image = resize(image, size, method, shorter)
     return image
 
 
-def convert_array(images: np.ndarray, channels: int, size: int, method: str = "bilinear") -> np.ndarray:
+def convert_array(
+    images: np.ndarray, channels: int, size: int, method: str = "bilinear", shorter: int = 0
+) -> np.ndarray:
     """`convert` applied to every image of a uint8 [N, H, W, C] array; returns the array itself when a no-op."""
     _, height, width, count = images.shape
     channels = channels if channels != count else 0
-    size = size if (size, size) != (height, width) else 0
+    size = size if (size, size) != (height, width) or shorter else 0
     if not (channels or size):
         return images
-    ds = tf.data.Dataset.from_tensor_slices(images).map(lambda image: convert(image, channels, size, method))
+    ds = tf.data.Dataset.from_tensor_slices(images).map(lambda image: convert(image, channels, size, method, shorter))
     parts = list(ds.batch(1024).with_options(deterministic_options()).as_numpy_iterator())
     empty = np.zeros((0, size or height, size or width, channels or count), np.uint8)
     return np.concatenate([empty, *parts])
@@ -101,7 +115,7 @@ def pil_rgb(contents: bytes) -> np.ndarray:
 
 
 def decode_file(
-    path: tf.Tensor, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear"
+    path: tf.Tensor, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear", shorter: int = 0
 ) -> tf.Tensor:
     """Reads one file and converts it to `shape`; without `resize_to_shape` a different size is an error.
 
@@ -111,16 +125,18 @@ def decode_file(
     height, _, channels = shape
     image = decode_rgb(tf.io.read_file(path))
     if resize_to_shape:
-        image = resize(image, height, method)
+        image = resize(image, height, method, shorter)
     if channels == 1:
         image = _luma(image)
     return tf.ensure_shape(image, shape)
 
 
-def read_image(path: str, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear") -> np.ndarray:
+def read_image(
+    path: str, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear", shorter: int = 0
+) -> np.ndarray:
     """One file as uint8 `shape` (`decode_file` run eagerly); ValueError naming what failed when it cannot."""
     try:
-        return decode_file(tf.constant(path), shape, resize_to_shape, method).numpy()
+        return decode_file(tf.constant(path), shape, resize_to_shape, method, shorter).numpy()
     except (tf.errors.OpError, ValueError) as error:
         raise ValueError(_first_line(error)) from None
 
@@ -138,7 +154,7 @@ def probe_file(path: str) -> tuple[int, int, int]:
 
 
 def decode_all(
-    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str
+    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str, shorter: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, readable, of the right size) for every file, with a parallel tf.data map; unreadable rows stay zero.
 
@@ -155,7 +171,7 @@ def decode_all(
     def load_one(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = decode_rgb(tf.io.read_file(path))
         if resize_to_shape:
-            return resize(image, height, method), tf.constant(True)
+            return resize(image, height, method, shorter), tf.constant(True)
         fits = tf.reduce_all(tf.shape(image)[:2] == [height, width])
         image = tf.cond(fits, lambda: image, lambda: tf.zeros(rgb_shape, tf.uint8))
         return tf.ensure_shape(image, rgb_shape), fits

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.data.resize_policy import shorter_side_box
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _ONE_CHANNEL_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -63,15 +64,19 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: str, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear") -> np.ndarray:
+def read_image(
+    path: str, shape: tuple[int, int, int], resize_to_shape: bool, method: str = "bilinear", shorter: int = 0
+) -> np.ndarray:
     """One file as uint8 `shape`; ValueError (naming what failed) when it is not a readable image or, without
-    `resize_to_shape`, has another size (WrongSize)."""
+    `resize_to_shape`, has another size (WrongSize). shorter > 0: shorter side resized to it, then centre-cropped."""
     height, width, channels = shape
     try:
         with Image.open(path) as image:
             image.seek(0)  # an animation's first frame
             rgb = _rgb(image)
-            if (rgb.height, rgb.width) != (height, width):
+            if resize_to_shape and shorter:
+                rgb = _resize_shorter(rgb, height, shorter, method)
+            elif (rgb.height, rgb.width) != (height, width):
                 if not resize_to_shape:
                     raise WrongSize(f"{path} is {rgb.height}x{rgb.width}")
                 rgb = rgb.resize((width, height), resample=_resample(method), reducing_gap=None)
@@ -82,6 +87,12 @@ def read_image(path: str, shape: tuple[int, int, int], resize_to_shape: bool, me
         gray = np.round(pixels.astype(np.float32) @ _LUMA)
         return gray.clip(0, 255).astype(np.uint8)[..., None]
     return pixels
+
+
+def _resize_shorter(rgb: Image.Image, size: int, shorter: int, method: str) -> Image.Image:
+    new_height, new_width, top, left = shorter_side_box(rgb.height, rgb.width, shorter, size)
+    resized = rgb.resize((new_width, new_height), resample=_resample(method), reducing_gap=None)
+    return resized.crop((left, top, left + size, top + size))
 
 
 def probe_file(path: str) -> tuple[int, int, int]:
@@ -95,7 +106,7 @@ def probe_file(path: str) -> tuple[int, int, int]:
 
 
 def decode_all(
-    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str
+    paths: np.ndarray, shape: tuple[int, int, int], resize_to_shape: bool, method: str, shorter: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, readable, of the right size) for every file; rows of unreadable or wrongly sized files stay zero."""
     if resize_to_shape:
@@ -106,7 +117,7 @@ def decode_all(
 
     def load(index: int) -> None:
         try:
-            images[index] = read_image(str(paths[index]), shape, resize_to_shape, method)
+            images[index] = read_image(str(paths[index]), shape, resize_to_shape, method, shorter)
         except WrongSize:
             sized[index] = False
         except ValueError:

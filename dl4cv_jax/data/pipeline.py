@@ -122,7 +122,8 @@ def _indexed_batches(split: Split, index: np.ndarray, batch_size: int) -> tf.dat
     paths, labels = tf.constant(split.paths), tf.constant(split.labels)
 
     def load(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        return decode_file(tf.gather(paths, i), split.shape, split.resize, split.method), tf.gather(labels, i), i
+        image = decode_file(tf.gather(paths, i), split.shape, split.resize, split.method, split.shorter)
+        return image, tf.gather(labels, i), i
 
     ds = tf.data.Dataset.from_tensor_slices(index).map(load, num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True)

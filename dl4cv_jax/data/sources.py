@@ -107,6 +107,12 @@ def validate_data_config(config: ml_collections.ConfigDict) -> None:
     require(config.seed >= 0, "seed", config.seed, "must be >= 0")
     require(data.channels in (0, 1, 3), "data.channels", data.channels, "must be 0 (keep), 1 or 3")
     require(data.image_size >= 0, "data.image_size", data.image_size, "must be >= 0 (0 = keep the size)")
+    require(
+        data.resize_shorter == 0 or data.resize_shorter >= data.image_size > 0,
+        "data.resize_shorter",
+        data.resize_shorter,
+        f"must be 0 (off) or >= data.image_size={data.image_size} > 0 (the centre crop taken after the resize)",
+    )
     choose({m: m for m in RESIZE_METHODS}, "data.resize_method", data.resize_method)
     choose({"tfdata": 0, "device": 1}, "data.pipeline", data.pipeline)
     for key, value, needs in (("pipeline", data.pipeline, "tfdata"), ("source", data.source, "tfds")):
@@ -144,7 +150,7 @@ def drop_corrupt(splits: Mapping[str, Split], limit_bytes: int) -> tuple[dict[st
         if not isinstance(split, FileSplit):
             result[name] = split
             continue
-        images, readable = decode_readable(split.paths, split.shape, split.resize, split.method)
+        images, readable = decode_readable(split.paths, split.shape, split.resize, split.method, split.shorter)
         skipped += split.paths[~readable].tolist()
         if split.size * int(np.prod(split.shape)) <= limit_bytes:
             result[name] = ArraySplit(images, split.labels[readable], split.paths[readable])
@@ -222,7 +228,7 @@ def subset_train(train: Split, config: ml_collections.ConfigDict) -> Split:
 def hold_in_memory(split: Split, limit_bytes: int) -> Split:
     """Decodes a FileSplit once into an ArraySplit (keeping its paths) when its images fit in `limit_bytes`."""
     if isinstance(split, FileSplit) and split.size * int(np.prod(split.shape)) <= limit_bytes:
-        images = decode_files(split.paths, split.shape, split.resize, split.method)
+        images = decode_files(split.paths, split.shape, split.resize, split.method, split.shorter)
         return ArraySplit(images, split.labels, split.paths)
     return split
 

@@ -38,7 +38,7 @@ def sample_images(split: Split) -> np.ndarray:
         return split.images
     if isinstance(split, FileSplit):
         picks = np.unique(np.linspace(0, split.size - 1, min(split.size, SAMPLE_SIZE)).astype(np.int64))
-        return decode_files(split.paths[picks], split.shape, split.resize, split.method)
+        return decode_files(split.paths[picks], split.shape, split.resize, split.method, split.shorter)
     assert isinstance(split, StreamSplit)
     batches = split.make_dataset().take(SAMPLE_SIZE).map(lambda image, label: image).batch(1024)
     return np.concatenate([np.zeros((0, *split.shape), np.uint8), *batches.as_numpy_iterator()])

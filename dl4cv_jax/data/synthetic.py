@@ -52,6 +52,7 @@ def load_synthetic_source(config: ml_collections.ConfigDict) -> SourceData:
     splits = {}
     for stream, (name, size) in enumerate(sizes.items(), start=1):
         split = synthetic_split(patterns, size, config.seed, stream)
-        images = convert_images(split.images, config.data.channels, config.data.image_size, config.data.resize_method)
+        data = config.data
+        images = convert_images(split.images, data.channels, data.image_size, data.resize_method, data.resize_shorter)
         splits[name] = ArraySplit(images, split.labels)
     return SourceData("synthetic", tuple(f"class_{k}" for k in range(classes)), splits)

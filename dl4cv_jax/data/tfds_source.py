@@ -51,7 +51,9 @@ def _converted(builder, key: str, config: ml_collections.ConfigDict, shape: tupl
     """(uint8 image converted to `shape`, int32 label) pairs of the split config.data[key], in stored order."""
 
     def convert_example(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return convert(image, shape[2], config.data.image_size, config.data.resize_method), tf.cast(label, tf.int32)
+        data = config.data
+        image = convert(image, shape[2], data.image_size, data.resize_method, data.resize_shorter)
+        return image, tf.cast(label, tf.int32)
 
     ds = _open(builder, config.data[key], key, config).map(convert_example, num_parallel_calls=AUTOTUNE)
     return ds.with_options(deterministic_options())

@@ -1,8 +1,9 @@
 """Classifying new image files with a trained workdir, without its training data.
 
 Images are prepared exactly as the folder source prepares a split (`image_decoder.read_image`: decode any JPEG, PNG,
-BMP or GIF as RGB, resize to the run's H x W with the same antialiased bilinear filter, convert to gray where
-the run is gray), then normalised on the device with the run's mean and std from data_info.json.
+BMP or GIF as RGB, resize to the run's H x W with the same antialiased filter, by the shorter side then a centre
+crop where the run set data.resize_shorter, convert to gray where the run is gray), then normalised on the device
+with the run's mean and std from data_info.json.
 """
 
 import glob
@@ -48,14 +49,17 @@ def list_images(paths: Sequence[str]) -> list[pathlib.Path]:
 
 
 def load_images(
-    paths: Sequence[pathlib.Path], shape: tuple[int, int, int], resize_method: str = "bilinear"
+    paths: Sequence[pathlib.Path],
+    shape: tuple[int, int, int],
+    resize_method: str = "bilinear",
+    resize_shorter: int = 0,
 ) -> np.ndarray:
     """uint8 [N, H, W, C]: every file decoded and converted to the run's image shape (any size or mode in), resized
-    with the run's `data.resize_method`, as its training images were."""
+    with the run's `data.resize_method` and `data.resize_shorter`, as its training images were."""
     images = np.zeros((len(paths), *shape), np.uint8)
     for i, path in enumerate(paths):
         try:
-            images[i] = read_image(str(path), shape, resize_method)
+            images[i] = read_image(str(path), shape, resize_method, resize_shorter)
         except ValueError as error:
             raise ConfigError(f"--images: cannot decode {path} as an image (JPEG, PNG, BMP or GIF): {error}") from None
     return images

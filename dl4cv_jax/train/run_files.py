@@ -116,23 +116,35 @@ def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDi
     write_json(path, current)
 
 
-def data_info(data: Any) -> dict[str, Any]:
-    """What inference needs besides the weights: class names, input shape and the normalisation used."""
-    return {
+def data_info(
+    data: Any, config: ml_collections.ConfigDict | None = None, preprocessing: str | None = None
+) -> dict[str, Any]:
+    """What inference needs besides the weights: class names, input shape and the normalisation used; with
+    `config`, the resize policy too, and with `preprocessing`, where the mean/std/size came from
+    (`pretrained.preprocessing.resolve_preprocessing`: a preset, the weight file, the user, or the defaults)."""
+    info = {
         "class_names": list(data.class_names),
         "image_shape": list(data.image_shape),
         "mean": list(data.mean),
         "std": list(data.std),
     }
+    if config is not None:
+        info["resize_method"] = config.data.resize_method
+        info["resize_shorter"] = int(config.data.get("resize_shorter", 0))
+    if preprocessing is not None:
+        info["preprocessing"] = preprocessing
+    return info
 
 
-def write_run_files(workdir: pathlib.Path, config: ml_collections.ConfigDict, data: Any) -> None:
+def write_run_files(
+    workdir: pathlib.Path, config: ml_collections.ConfigDict, data: Any, preprocessing: str | None = None
+) -> None:
     """Creates `workdir` and writes (or checks, on resume) the files that describe the run before it trains."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_or_write_config(workdir, config)
     write_json(workdir / "class_names.json", list(data.class_names))
-    write_json(workdir / "data_info.json", data_info(data))
+    write_json(workdir / "data_info.json", data_info(data, config, preprocessing))
     record_run_start(workdir, config.seed)
 
 
