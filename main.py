@@ -25,7 +25,7 @@ flags.DEFINE_enum(
     "mode", "train", list(MODES), " | ".join(f"{name}: {mode.__doc__.strip()}" for name, mode in MODES.items())
 )
 flags.DEFINE_enum("split", "test", ["train", "val", "test"], "eval: the split to evaluate.")
-flags.DEFINE_string("checkpoint", "best", "eval/predict: best | latest | a step number.")
+flags.DEFINE_string("checkpoint", "best", "eval/predict/compare_models: best | latest | a step number.")
 flags.DEFINE_string(
     "tta",
     None,
@@ -37,19 +37,31 @@ flags.DEFINE_integer("top_k", 5, "predict: how many classes to report per image.
 flags.DEFINE_string("output", None, "compare: the PNG to write (default: compare.png in the current directory).")
 flags.DEFINE_string("sweep", None, "sweep: the sweep definition file, e.g. experiments/optimizers.py.")
 flags.DEFINE_integer("workers", 1, "sweep: trials run in parallel (one per accelerator, or N CPU processes).")
+flags.DEFINE_multi_string(
+    "models", [], "compare_models: NAME=FILE, NAME=FILE@preset (weight files) or workdirs; or as arguments."
+)
+flags.DEFINE_string("data_dir", None, "compare_models: the labelled folder, <class>/<images> (e.g. cifar10/test).")
+flags.DEFINE_string(
+    "class_map", None, "compare_models: folder class -> model class: JSON {folder: index}, or class names in order."
+)
+flags.DEFINE_integer("batch_size", 128, "compare_models: evaluation batch, and the batch of the images/second.")
 
 # The modes that read each mode-specific flag; given to another mode, the flag would be silently ignored.
 MODE_FLAGS = {
     "split": ("eval",),
-    "checkpoint": ("eval", "predict"),
+    "checkpoint": ("eval", "predict", "compare_models"),
     "tta": ("eval", "predict"),
     "images": ("predict",),
     "top_k": ("predict",),
     "output": ("compare",),
     "sweep": ("sweep",),
     "workers": ("sweep",),
+    "models": ("compare_models",),
+    "data_dir": ("compare_models",),
+    "class_map": ("compare_models",),
+    "batch_size": ("compare_models",),
 }
-TAKE_ARGUMENTS = ("compare", "predict")  # the modes that read positional arguments
+TAKE_ARGUMENTS = ("compare", "predict", "compare_models")  # the modes that read positional arguments
 
 
 def check_mode_flags(mode: str, given: set[str]) -> None:
@@ -80,6 +92,8 @@ def main(argv: list[str]) -> None:
     check_mode_flags(FLAGS.mode, {name for name in MODE_FLAGS if FLAGS[name].present})
     if FLAGS.mode == "sweep" and not FLAGS.sweep:
         raise app.UsageError("--mode=sweep needs --sweep=<file>, e.g. --sweep=experiments/optimizers.py")
+    if FLAGS.mode == "compare_models" and not FLAGS.data_dir:
+        raise app.UsageError("--mode=compare_models needs --data_dir=<folder of class folders>")
     command = Command(
         config=FLAGS.config,
         config_path=config_flags.get_config_filename(FLAGS["config"]),
@@ -94,6 +108,10 @@ def main(argv: list[str]) -> None:
         output=FLAGS.output,
         sweep=FLAGS.sweep,
         workers=FLAGS.workers,
+        models=tuple(FLAGS.models),
+        data_dir=FLAGS.data_dir,
+        class_map=FLAGS.class_map,
+        batch_size=FLAGS.batch_size,
     )
     maybe_initialize_distributed()
     try:

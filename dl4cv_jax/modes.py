@@ -29,7 +29,7 @@ class Command:
     config: ConfigDict | None = None  # --config with its --config.a.b=value overrides applied
     config_path: str = "configs/digits_cnn.py"  # the --config file: names the default workdir
     workdir: pathlib.Path | None = None  # --workdir; None = runs/<config file name> (sweep: <sweep file name>)
-    args: tuple[str, ...] = ()  # positional arguments: compare's workdirs, predict's further images
+    args: tuple[str, ...] = ()  # positional arguments: compare's workdirs, predict's further images, models
     config_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the --config.a.b=value pairs
     split: str = "test"
     checkpoint: str = "best"
@@ -39,6 +39,10 @@ class Command:
     output: str | None = None
     sweep: str | None = None
     workers: int = 1
+    models: tuple[str, ...] = ()  # compare_models: NAME=FILE[@preset] or workdirs (more may come as args)
+    data_dir: str | None = None  # compare_models: the labelled folder, <class>/<images> (e.g. cifar10/test)
+    class_map: str | None = None  # compare_models: folder class -> model class index
+    batch_size: int = 128  # compare_models: evaluation batch and the images/second batch
 
     @property
     def run_dir(self) -> pathlib.Path:
@@ -87,6 +91,22 @@ def compare(command: Command) -> None:
     run_compare(list(command.args), command.output)
 
 
+def compare_models(command: Command) -> None:
+    """score models (NAME=FILE weight files or workdirs) on one labelled --data_dir, side by side"""
+    from configs import default
+    from dl4cv_jax.evaluate.compare_models import compare_models as run_comparison
+
+    run_comparison(
+        [*command.models, *command.args],
+        command.data_dir,
+        command.workdir or pathlib.Path("runs/compare_models"),
+        base_config=default.get_config(),  # a weight file's model: today's defaults + the file's preprocessing
+        class_map=command.class_map,
+        checkpoint=command.checkpoint,
+        batch_size=command.batch_size,
+    )
+
+
 def preview(command: Command) -> None:
     """augmented training images (workdir/augmentations.png)"""
     from dl4cv_jax.data.preview import write_preview
@@ -127,6 +147,7 @@ MODES: dict[str, Callable[[Command], str | None]] = {
     "eval": evaluate,
     "predict": predict,
     "compare": compare,
+    "compare_models": compare_models,
     "preview": preview,
     "sweep": sweep,
     "reproduce": reproduce,

@@ -33,11 +33,21 @@ def _main_module():
 def test_the_mode_flag_offers_the_table_and_command_defaults_are_the_flags_defaults():
     main = _main_module()
     assert main.FLAGS["mode"].parser.enum_values == list(MODES)
-    assert set(MODES) == {"train", "eval", "predict", "compare", "preview", "sweep", "reproduce", "lr_find"}
+    assert set(MODES) == {
+        "train",
+        "eval",
+        "predict",
+        "compare",
+        "compare_models",
+        "preview",
+        "sweep",
+        "reproduce",
+        "lr_find",
+    }
     defaults = Command()
     for name in main.MODE_FLAGS:  # each mode-specific flag is a Command field with the flag's default
         assert getattr(defaults, name) == (
-            tuple(main.FLAGS[name].default) if name == "images" else main.FLAGS[name].default
+            tuple(main.FLAGS[name].default) if name in ("images", "models") else main.FLAGS[name].default
         )
     assert defaults.config_path == main.config_flags.get_config_filename(main.FLAGS["config"])
 
@@ -102,6 +112,17 @@ def test_compare_preview_and_lr_find(monkeypatch, tmp_path):
     for mode, recorder in [("preview", write_preview), ("lr_find", lr_find)]:
         MODES[mode](Command(config=config, workdir=tmp_path))
         assert recorder.calls == [((config, tmp_path), {})]
+
+
+def test_compare_models_passes_its_flags_and_defaults_its_output(monkeypatch):
+    compare_models = Recorder()
+    monkeypatch.setattr("dl4cv_jax.evaluate.compare_models.compare_models", compare_models)
+    command = Command(models=("resnet20=r.th",), args=("runs/a",), data_dir="d", class_map="m.txt", batch_size=64)
+    MODES["compare_models"](command)
+    ((args, kwargs),) = compare_models.calls
+    assert args == (["resnet20=r.th", "runs/a"], "d", pathlib.Path("runs/compare_models"))
+    assert kwargs.pop("base_config").model.name == "cnn"  # configs/default.py: weight files bring their model
+    assert kwargs == {"class_map": "m.txt", "checkpoint": "best", "batch_size": 64}
 
 
 @pytest.mark.parametrize(("statuses", "failure"), [(["done", "done"], None), (["done", "failed"], "1 of 2 trials")])

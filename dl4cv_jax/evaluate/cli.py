@@ -1,20 +1,26 @@
 """The three commands of the evaluation script: eval, predict and compare (what main.py's modes call).
 
 Each loads what it needs from the workdir, computes, and (on the chief process only) writes its files.
+`evaluate_split` and `write_evaluation` are eval's two halves, shared with `--mode=compare_models`
+(compare_models.py), so both score and report a model with the same code.
 """
 
+import dataclasses
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 from absl import logging
 
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.data.dataset import SPLITS
 from dl4cv_jax.evaluate import curves, inference, metrics, plots, predict, report, restore, speed
 from dl4cv_jax.tensorboard_writer import open_writer
+from dl4cv_jax.train.loop import Trainer
 from dl4cv_jax.train.run_files import write_json
+from dl4cv_jax.train.state import TrainState
 
 
 def split_ids(data: Any, split: str) -> list[str]:
@@ -40,6 +46,75 @@ def _write_tensorboard(workdir: pathlib.Path, folder: str, step: int, pictures: 
     writer.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """One model scored on one split: every example's outputs, the figures, and report.json's content."""
+
+    outputs: dict[str, np.ndarray]  # label, prediction, probabilities, loss (inference.split_outputs)
+    scores: dict[str, Any]  # metrics.classification_metrics, confusion matrix included
+    report: dict[str, Any]  # report.build_report
+
+
+def evaluate_split(
+    trainer: Trainer,
+    state: TrainState,
+    split: str,
+    *,
+    checkpoint: str,
+    checkpoint_step: int,
+    speed_seconds: float = 2.0,
+    split_label: str | None = None,
+) -> Evaluation:
+    """Scores the trainer's model on every example of `split` and times it: what `--mode=eval` reports and
+    `--mode=compare_models` tabulates, computed in one place.
+
+    `speed_seconds` as in `run_eval` (0: not timed), at the trainer's evaluation batch. `split_label` names the
+    split in the report (default `split`), e.g. the folder a comparison read.
+    """
+    outputs = inference.split_outputs(trainer, state, split)
+    scores = metrics.classification_metrics(
+        outputs["label"], outputs["prediction"], outputs["probabilities"], outputs["loss"]
+    )
+    timing = speed.measure_speed(trainer, state, min_seconds=speed_seconds) if speed_seconds > 0 else {}
+    result = report.build_report(
+        scores,
+        trainer.data.class_names,
+        split=split_label or split,
+        checkpoint=checkpoint,
+        checkpoint_step=checkpoint_step,
+        speed=timing,
+        tta=trainer.config.eval_tta,
+    )
+    return Evaluation(outputs, scores, result)
+
+
+def write_evaluation(
+    out: pathlib.Path,
+    evaluation: Evaluation,
+    ids: Sequence[str],
+    title: str,
+    subtitle: str,
+    picture_classes: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """report.json/.md, predictions.csv, confusion_matrix.png and confusion_matrix_normalized.png in `out`;
+    returns the two pictures' pixels.
+
+    `picture_classes` limits the pictures (not the report) to those classes, e.g. the few of a 1,000-class model
+    that a folder holds or that it predicted; None draws every class.
+    """
+    names = evaluation.report["class_names"]
+    outputs = evaluation.outputs
+    report.write_report(out, evaluation.report, title)
+    report.write_predictions_csv(
+        out / "predictions.csv", ids, outputs["label"], outputs["prediction"], outputs["probabilities"], names
+    )
+    confusion = np.asarray(evaluation.scores["confusion_matrix"])
+    if picture_classes is not None:
+        keep = np.asarray(picture_classes, dtype=int)
+        confusion, names = confusion[np.ix_(keep, keep)], [names[k] for k in keep]
+    return plots.write_confusion_pngs(confusion, names, out, subtitle)
+
+
 def run_eval(
     workdir: str | pathlib.Path,
     split: str = "test",
@@ -61,20 +136,10 @@ def run_eval(
     run = restore.load_run(workdir, checkpoint, tta=tta)
     if run.data.num_examples(split) == 0:
         raise ConfigError(f"--split={split}: that split of {workdir} is empty (see data.val_fraction/test_fraction)")
-    outputs = inference.split_outputs(run.trainer, run.state, split)
-    scores = metrics.classification_metrics(
-        outputs["label"], outputs["prediction"], outputs["probabilities"], outputs["loss"]
+    evaluation = evaluate_split(
+        run.trainer, run.state, split, checkpoint=run.checkpoint, checkpoint_step=run.step, speed_seconds=speed_seconds
     )
-    timing = speed.measure_speed(run.trainer, run.state, min_seconds=speed_seconds) if speed_seconds > 0 else {}
-    result = report.build_report(
-        scores,
-        run.data.class_names,
-        split=split,
-        checkpoint=run.checkpoint,
-        checkpoint_step=run.step,
-        speed=timing,
-        tta=run.config.eval_tta,
-    )
+    result = evaluation.report
     logging.info(
         "eval %s (%s checkpoint, step %d): accuracy %.4f, f1_macro %.4f, loss %.4f on %d examples; %s img/s",
         split,
@@ -87,33 +152,13 @@ def run_eval(
         f"{result['images_per_second']:.0f}" if result["images_per_second"] else "(not timed)",
     )
     if jax.process_index() == 0:
-        _write_eval_files(run, split, folder, outputs, scores, result)
+        out = run.workdir / "eval" / folder
+        subtitle = f"{run.workdir.name}, {split} split ({result['num_examples']:,} examples), step {run.step}"
+        ids = split_ids(run.data, split)
+        pictures = write_evaluation(out, evaluation, ids, f"Evaluation of {run.workdir.name}", subtitle)
+        _write_tensorboard(run.workdir, folder, run.step, pictures)
+        logging.info("wrote %s", out)
     return result
-
-
-def _write_eval_files(
-    run: restore.RestoredRun,
-    split: str,
-    folder: str,
-    outputs: dict[str, Any],
-    scores: dict[str, Any],
-    result: dict[str, Any],
-) -> None:
-    """report.json/.md, predictions.csv and the confusion PNGs in workdir/eval/<folder>/, PNGs to TensorBoard."""
-    out, names = run.workdir / "eval" / folder, run.data.class_names
-    report.write_report(out, result, f"Evaluation of {run.workdir.name}")
-    report.write_predictions_csv(
-        out / "predictions.csv",
-        split_ids(run.data, split),
-        outputs["label"],
-        outputs["prediction"],
-        outputs["probabilities"],
-        names,
-    )
-    subtitle = f"{run.workdir.name}, {split} split ({result['num_examples']:,} examples), step {run.step}"
-    pictures = plots.write_confusion_pngs(scores["confusion_matrix"], names, out, subtitle)
-    _write_tensorboard(run.workdir, folder, run.step, pictures)
-    logging.info("wrote %s", out)
 
 
 def run_predict(
@@ -133,7 +178,8 @@ def run_predict(
     workdir = pathlib.Path(workdir)
     paths = predict.list_images(images)
     run = restore.load_run(workdir, checkpoint, with_data=False, tta=tta)
-    pixels = predict.load_images(paths, run.data.image_shape, run.config.data.resize_method)
+    data_config = run.config.data
+    pixels = predict.load_images(paths, run.data.image_shape, data_config.resize_method, data_config.resize_shorter)
     outputs = inference.image_outputs(run.trainer, run.state, pixels)
     ranked = predict.top_k(outputs["probabilities"], run.data.class_names, top_k)
     result = {
