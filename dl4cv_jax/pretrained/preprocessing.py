@@ -31,6 +31,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "imagenet": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "image_size": 224, "resize_shorter": 256},
     # ImageNet's statistics at the source's own size, as the CIFAR ResNets of akamaster/pytorch_resnet_cifar10 use.
     "imagenet_stats": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+    # torchvision's GoogLeNet weights were trained with `transform_input=True`, which turns ImageNet-normalised
+    # inputs into (x - 0.5) / 0.5: the same as normalising with these statistics (our googlenet keeps the flag off).
+    "inception": {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "image_size": 224, "resize_shorter": 256},
 }
 
 
