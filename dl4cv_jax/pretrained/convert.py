@@ -36,6 +36,8 @@ def torch_to_variables(
     `allow_new_head` and the mismatch is in `layout.head` (another class count); otherwise raises
     WeightMismatchError naming the missing, unknown and mis-shaped keys.
     """
+    if layout.rename_keys is not None:
+        arrays = layout.rename_keys(dict(arrays))
     flat = traverse_util.flatten_dict(dict(variables))
     used, missing, misshaped, new_head, out = set(), [], [], [], {}
     for path, leaf in flat.items():

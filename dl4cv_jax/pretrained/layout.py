@@ -82,9 +82,11 @@ class TorchLayout:
     `source(path)` gives the Source of each of our variables. `head` names our top-level modules that form the
     classifier: when the file's class count differs from ours, these keep their fresh initialisation (transfer
     learning) instead of failing. `ignored` are regular expressions (re.search) for PyTorch keys that have no
-    counterpart in ours (`num_batches_tracked`; GoogLeNet's auxiliary heads when ours are off).
+    counterpart in ours (`num_batches_tracked`; GoogLeNet's auxiliary heads when ours are off). `rename_keys`, when
+    given, first brings a file's keys to today's names (torchvision's published DenseNet files predate them).
     """
 
     source: Callable[[VariablePath], Source]
     head: tuple[str, ...]
     ignored: tuple[str, ...] = (r"num_batches_tracked$",)
+    rename_keys: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None

@@ -37,6 +37,17 @@ def trainable_params(name: str, shape: tuple[int, ...], num_outputs: int, **over
         ("vgg16_bn", 138_365_992),
         ("vgg19", 143_667_240),
         ("vgg19_bn", 143_678_248),
+        # torchvision 0.28 (STACK_NOTES.md); tests/models/test_<family>.py also count torchvision's own modules.
+        ("alexnet", 61_100_840),
+        ("googlenet", 6_624_904),
+        ("densenet121", 7_978_856),
+        ("densenet161", 28_681_000),
+        ("densenet169", 14_149_480),
+        ("densenet201", 20_013_928),
+        ("mobilenet_v2", 3_504_872),
+        ("mobilenet_v3_small", 2_542_856),
+        ("mobilenet_v3_large", 5_483_032),
+        ("vit_b_16", 86_567_656),
     ],
 )
 def test_imagenet_models_match_torchvision(name, expected):

@@ -16,6 +16,13 @@ EXPECTED_NAMES = {
     "cnn",
     *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")),
     *(f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)),
+    "alexnet",
+    "googlenet",
+    *(f"densenet{d}" for d in (121, 161, 169, 201)),
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "vit_b_16",
 }
 
 
