@@ -28,6 +28,7 @@ from dl4cv_jax import data as data_lib
 from dl4cv_jax import optim
 from dl4cv_jax.choices import require
 from dl4cv_jax.train import sharding
+from dl4cv_jax.train.finetune import finetune_optimizer
 from dl4cv_jax.train.loop import build_trainer
 from dl4cv_jax.train.run_files import write_json
 
@@ -103,7 +104,8 @@ def range_test(config: ml_collections.ConfigDict, settings: LRFindSettings) -> t
     divergence."""
     trainer, state = build_trainer(config, data_lib.load_data(config))
     schedule = exponential_schedule(settings.start_lr, settings.end_lr, settings.num_steps)
-    tx = optim.make_optimizer(config, schedule)  # config.optimizer, driven by the range-test schedule
+    # config.optimizer, driven by the range-test schedule, with the run's frozen parameters and lr_mults.
+    tx = finetune_optimizer(optim.make_optimizer(config, schedule), config.finetune)
     # One optimizer update per batch and per rate: gradient accumulation (grad_accum_steps) is not applied.
     state = state.replace(tx=tx, opt_state=tx.init(state.params), grad_accum_steps=1)
     state = sharding.replicate(state, trainer.mesh)

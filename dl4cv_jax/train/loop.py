@@ -27,10 +27,12 @@ from dl4cv_jax.choices import choose, require
 from dl4cv_jax.data import device
 from dl4cv_jax.evaluate.curves import CurvesPlot
 from dl4cv_jax.models import MODELS, create_model
+from dl4cv_jax.pretrained.preprocessing import resolve_preprocessing
 from dl4cv_jax.process import configure_process
 from dl4cv_jax.train import callbacks as callbacks_lib
 from dl4cv_jax.train import epoch_end, epoch_program, precision, run_files, sharding, steps, tta
 from dl4cv_jax.train.checkpoints import BEST, CheckpointStore
+from dl4cv_jax.train.finetune import finetune_optimizer, freeze_batch_norm, log_finetune
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
 from dl4cv_jax.train.warm_start import initial_variables
 
@@ -155,14 +157,15 @@ def build_trainer(config: ml_collections.ConfigDict, data: Any) -> tuple[Trainer
     # With accumulation the schedule counts optimizer updates, not batches.
     schedule = schedules.make_schedule(config, steps_per_epoch / accum, config.num_epochs)
     plateau = schedules.make_plateau(config)
-    tx = optim.make_optimizer(config, schedule)
+    tx = finetune_optimizer(optim.make_optimizer(config, schedule), config.finetune)  # frozen params, lr_mults
     if accum > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
-    layers = backends.model_layers(config.backend)
+    layers = freeze_batch_norm(backends.model_layers(config.backend), config.finetune.freeze)
     model = create_model(config.model, losses.num_outputs(config.loss, data.num_classes), layers)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     warm_start = functools.partial(initial_variables, config.model)
     state = create_train_state(model, init_key, data.image_shape, tx, plateau, config.ema_decay, accum, warm_start)
+    log_finetune(config.finetune, state.params, state.batch_stats)
 
     mesh = sharding.make_mesh()
     state = sharding.replicate(state, mesh)
@@ -242,10 +245,12 @@ def train_and_evaluate(
     """Trains `config` in `workdir` (resuming from its latest checkpoint if any) and returns the test metrics."""
     configure_process()  # before the data: a seed means the same numbers here as from main.py
     check_config(config)
+    # The mean/std, size and resize the pretrained weights expect, written into the config (and so config.json).
+    config, preprocessing = resolve_preprocessing(config)
     data = data_lib.load_data(config)
     workdir = pathlib.Path(workdir)
     trainer, state = build_trainer(config, data)
-    run_files.write_run_files(workdir, config, data)
+    run_files.write_run_files(workdir, config, data, preprocessing)
     logging.info("data: %s", data.describe())
     logging.info(
         "model %s: %s parameters; %d devices; %d steps/epoch",

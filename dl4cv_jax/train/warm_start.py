@@ -50,6 +50,8 @@ def restore_best_variables(
 ) -> tuple[dict[str, Any], list[str]]:
     """Params and BatchNorm statistics of `workdir`'s best checkpoint onto `variables` (the head may differ)."""
     directory = (workdir / "checkpoints" / BEST).absolute()
+    if not directory.is_dir():  # checked first: opening a manager would create the folder
+        raise ConfigError(f"config.model.init_from={str(workdir)!r}: no best checkpoint in {directory}")
     manager = ocp.CheckpointManager(directory, item_handlers={"state": ocp.StandardCheckpointHandler()})
     try:
         step = manager.latest_step()
@@ -72,8 +74,13 @@ def _same_name(path: VariablePath) -> Source:
 
 
 def _head(model_name: str, variables: Mapping[str, Any]) -> tuple[str, ...]:
-    """The classifier's modules: the family's layout says; else the last top-level params entry (Flax keeps
-    creation order, and every model creates its classifier last)."""
+    """The classifier's top-level modules: the family's layout says; our small models call theirs `fc` (cnn),
+    `fc3` (lenet) or leave Flax's last auto-named `Dense_k` (mlp). Not dict order: a jitted init sorts the keys."""
     if model_name in LAYOUTS:
         return LAYOUTS[model_name].head
-    return (list(variables["params"])[-1],)
+    names = list(variables["params"])
+    for name in ("fc", "fc3"):
+        if name in names:
+            return (name,)
+    dense = sorted((n for n in names if n.startswith("Dense_")), key=lambda n: int(n.split("_")[1]))
+    return tuple(dense[-1:])
