@@ -31,8 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.name = "cnn"  # see dl4cv_jax.models.MODELS (mlp, lenet, cnn, vgg11..19[_bn], resnet18..152, ...)
     config.model.norm = "batch"  # batch | group | instance | layer | none (models with normalisation)
-    config.model.dropout_rate = 0.0  # dropout before the classifier (and in VGG/MLP hidden layers)
-    config.model.stem = "imagenet"  # resnet18..152: imagenet (7x7/2 + maxpool) or cifar (3x3/1, no pool)
+    config.model.dropout_rate = 0.0  # dropout before the classifier (VGG/MLP/AlexNet hidden layers too; DenseNet and
+    # ViT place it inside their blocks, as torchvision does: see each model file)
+    config.model.stem = "imagenet"  # imagenet (torchvision's) or cifar (for 32x32: e.g. ResNet 3x3/1, no pool)
     config.model.width = 32  # cnn: channels of the first conv block (doubled in the second)
     config.model.hidden_sizes = (256, 128)  # mlp: widths of the hidden layers
     config.model.group_norm_groups = 32  # groups for norm=group (reduced to divide the channels)
