@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dl4cv_jax.pretrained import WeightMismatchError, load_pretrained
-from tests.pretrained.torch_reference import our_model, torchvision_models
+from tests.pretrained.torch_reference import our_model, torchvision_models, zeros_like_init
 
 torch = pytest.importorskip("torch")
 
@@ -32,10 +32,7 @@ def he_initialised_alexnet(num_classes: int = 1000):
 
 
 def _fresh(model, side: int = 63):
-    """Our variables' tree and shapes as arrays of zeros: all the loader needs, without compiling `init`'s
-    random-number kernels (20 s for AlexNet's 61 M parameters on two cores)."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, side, side, 3)), train=False))
-    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+    return zeros_like_init(model, (side, side, 3))
 
 
 def test_torchvision_alexnet_reads_the_nchw_flatten(tmp_path):

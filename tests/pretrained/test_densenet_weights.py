@@ -5,7 +5,6 @@ names the keys that do not fit."""
 import re
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -15,6 +14,7 @@ from tests.pretrained.torch_reference import (
     our_model,
     randomise_batch_norm,
     torchvision_models,
+    zeros_like_init,
 )
 
 torch = pytest.importorskip("torch")
@@ -25,11 +25,7 @@ IMAGE = (32, 32, 3)
 
 
 def _fresh(name, num_outputs=1000, **overrides):
-    """Zeros shaped like `model.init`'s variables: all a weight file needs, without compiling `init` (its random
-    kernels took DenseNet-121 most of a minute to compile, the rest of the test a quarter of that)."""
-    model = our_model(name, num_outputs, **overrides)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *IMAGE)), train=False))
-    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+    return zeros_like_init(our_model(name, num_outputs, **overrides), IMAGE)
 
 
 def test_torchvision_densenet121(tmp_path):

@@ -15,6 +15,7 @@ from tests.pretrained.torch_reference import (
     our_model,
     randomise_batch_norm,
     torchvision_models,
+    zeros_like_init,
 )
 
 torch = pytest.importorskip("torch")
@@ -44,10 +45,7 @@ def torch_googlenet(aux_logits: bool = True, transform_input: bool = False):
 
 
 def _fresh(model):
-    """Our variables' tree and shapes as zeros: all the loader needs, without compiling `init`'s random-number
-    kernels (most of a minute for GoogLeNet on two cores)."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE)), train=False))
-    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+    return zeros_like_init(model, IMAGE_SHAPE)
 
 
 def _ours(aux_logits: bool = False, transform_input: bool = False):

@@ -1,7 +1,6 @@
 """MobileNetV2 and V3-Small/Large load torchvision's weights exactly; a file that does not fit names its keys."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -11,6 +10,7 @@ from tests.pretrained.torch_reference import (
     our_model,
     randomise_batch_norm,
     torchvision_models,
+    zeros_like_init,
 )
 
 torch = pytest.importorskip("torch")
@@ -22,10 +22,7 @@ IMAGE = (64, 64, 3)
 
 
 def _fresh(name, num_outputs=1000, **overrides):
-    """Zeros shaped like `model.init`'s variables: all a weight file needs, without compiling `init`."""
-    model = our_model(name, num_outputs, **overrides)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *IMAGE)), train=False))
-    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+    return zeros_like_init(our_model(name, num_outputs, **overrides), IMAGE)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"])

@@ -8,7 +8,7 @@ import pytest
 
 from dl4cv_jax.models.vit import VisionTransformer
 from dl4cv_jax.pretrained import WeightMismatchError, load_pretrained
-from tests.pretrained.torch_reference import our_model, torchvision_models
+from tests.pretrained.torch_reference import our_model, torchvision_models, zeros_like_init
 
 torch = pytest.importorskip("torch")
 
@@ -29,13 +29,6 @@ def randomise(net, seed: int = 0) -> None:
             elif name.startswith("heads"):
                 tensor.copy_(0.05 * noise)
     net.eval()
-
-
-def zeros_like_init(model, image_shape):
-    """The model's variable tree as zeros: load_pretrained needs only its shapes, and skipping the random init
-    saves compiling it (most of the time of a ViT-B test on CPU)."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False))
-    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
 def max_logit_difference(net, model, tmp_path, image_shape, batch: int = 2) -> float:

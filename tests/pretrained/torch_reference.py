@@ -62,6 +62,13 @@ def our_model(name: str, num_outputs: int, **model_overrides):
     return create_model(config, num_outputs)
 
 
+def zeros_like_init(model, image_shape: tuple[int, int, int]):
+    """Zeros shaped like `model.init`'s variables: all a weight file needs. Skipping the random init saves compiling
+    its kernels, most of a test's time for the large models on two cores."""
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False))
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+
+
 def compare_with_torch(
     torch_model,
     name: str,
@@ -78,8 +85,7 @@ def compare_with_torch(
     torch.save(torch_model.state_dict(), path)
     model = our_model(name, num_outputs, **model_overrides)
     images = np.random.default_rng(0).standard_normal((batch, *image_shape)).astype(np.float32)
-    fresh = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(jnp.asarray(images[:1]))
-    variables, new_head = load_pretrained(path, name, fresh)
+    variables, new_head = load_pretrained(path, name, zeros_like_init(model, image_shape))
     assert new_head == []
     ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, jnp.asarray(images)))
     with torch.no_grad():
