@@ -9,7 +9,7 @@ from typing import Any
 
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.pretrained.convert import WeightMismatchError, torch_to_variables
-from dl4cv_jax.pretrained.known_files import download_hint
+from dl4cv_jax.pretrained.known_files import KNOWN_FILES, download_hint
 from dl4cv_jax.pretrained.layouts import layout_for
 from dl4cv_jax.pretrained.state_dict import read_state_dict
 
@@ -24,7 +24,7 @@ def load_pretrained(
     if not pathlib.Path(path).expanduser().is_file():
         raise ConfigError(
             f"config.model.pretrained={str(path)!r}: no such file, and weights are never downloaded at run time; "
-            + download_hint(model_name)
+            + download_hint(str(path) if str(path) in KNOWN_FILES else model_name)
         )
     arrays, _ = read_state_dict(path)
     return torch_to_variables(arrays, variables, layout_for(model_name), allow_new_head=allow_new_head, name=str(path))

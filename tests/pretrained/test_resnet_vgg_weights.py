@@ -139,4 +139,4 @@ def test_models_without_a_layout_are_named(tmp_path):
 def test_a_bare_model_name_says_which_file_to_download():
     expected = r"'resnet50': no such file.*never downloaded.*download https://download\.pytorch\.org/models/resnet50-"
     with pytest.raises(ConfigError, match=expected):
-        load_pretrained("resnet50", "resnet50", {})
+        load_pretrained("resnet50", "resnet18", {})  # the name given, not the config's model, names the file
