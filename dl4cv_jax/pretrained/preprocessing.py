@@ -117,7 +117,7 @@ def resolve_preprocessing(config: ml_collections.ConfigDict) -> Resolved:
         if key not in user and key in given:
             data[key] = given[key]
     parts = [origin] if origin and set(given) - set(user) else []
-    parts += [f"set by the user: {', '.join('data.' + key for key in user)}"] if user else []
+    parts += [f"the config's own {', '.join('data.' + key for key in user)}"] if user else []
     source = "; ".join(parts) or "defaults"
     logging.info("preprocessing: %s (from %s)", describe(data), source)
     if pretrained and not origin and not {"mean", "std"} <= set(user) and pathlib.Path(pretrained).is_file():

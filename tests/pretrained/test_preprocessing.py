@@ -60,7 +60,7 @@ def test_user_fields_win_over_the_preset():
     resolved = resolve_preprocessing(config)
     # std from the preset; the preset's shorter side keeps its 256/224 ratio to the user's size: 160*256//224.
     assert data_fields(resolved.config) == ((0.5, 0.5, 0.5), IMAGENET_STD, 160, 182)
-    assert resolved.source.endswith("set by the user: data.mean, data.image_size")
+    assert resolved.source.endswith("the config's own data.mean, data.image_size")
     both = tiny_digits_config(data__preprocessing="imagenet", data__image_size=160, data__resize_shorter=170)
     assert data_fields(apply_preprocessing(both))[2:] == (160, 170)
 
@@ -162,7 +162,7 @@ def test_tiny_run_records_its_preprocessing(tmp_path):
     assert info["image_shape"] == [16, 16, 3] and info["resize_shorter"] == 18
     assert info["mean"] == pytest.approx(IMAGENET_MEAN) and info["std"] == pytest.approx(IMAGENET_STD)
     assert info["preprocessing"] == (
-        "preset 'imagenet_stats' (config.data.preprocessing); set by the user: data.image_size, data.resize_shorter"
+        "preset 'imagenet_stats' (config.data.preprocessing); the config's own data.image_size, data.resize_shorter"
     )
     # eval and predict read the run's config back: the resolved values, not the unset ones.
     restored = load_run_config(tmp_path)
