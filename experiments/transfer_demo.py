@@ -21,10 +21,10 @@ import time
 
 VEHICLES = ("airplane", "automobile", "ship", "truck")
 ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
-VARIANTS = {
-    "full fine-tune": [],
-    "linear probe (frozen backbone)": ["--config.finetune.freeze=^(?!fc/)"],
-    "from scratch": ["--config.model.pretrained=", "--config.optimizer.learning_rate=0.05"],
+VARIANTS = {  # workdir name -> (table label, flags)
+    "full_finetune": ("full fine-tune", []),
+    "linear_probe": ("linear probe (frozen backbone)", ["--config.finetune.freeze=^(?!fc/)"]),
+    "from_scratch": ("from scratch", ["--config.model.pretrained=", "--config.optimizer.learning_rate=0.05"]),
 }
 
 
@@ -70,7 +70,7 @@ def main() -> None:
     task_dir = out / "task"
     if not task_dir.exists():
         build_task(cifar_dir, task_dir, args.per_class)
-    rows = [run_variant(name, flags, task_dir, out / name.split(" ")[0]) for name, flags in VARIANTS.items()]
+    rows = [run_variant(label, flags, task_dir, out / name) for name, (label, flags) in VARIANTS.items()]
     print("| variant | test accuracy (10,000 images) | whole command |\n|---|---|---|")
     for row in rows:
         print(f"| {row['variant']} | {row['test_accuracy']:.4f} | {row['seconds']:.0f} s |")
