@@ -98,14 +98,19 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
 def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Writes config.json; if the workdir already holds a run with a different config, refuses to touch it.
 
-    Resuming a run with other settings would silently mix two experiments in one workdir.
+    Resuming a run with other settings would silently mix two experiments in one workdir. A field added to
+    configs/default.py since the run was written is no change while it keeps its default: the run ran that way.
     """
     path = pathlib.Path(workdir) / "config.json"
     current = config_to_dict(config)
     if path.exists():
         saved = _flatten(read_json(path))
         now = _flatten(current)
-        changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+        defaults = _flatten(config_to_dict(_default_config()))
+        added_at_default = {k for k in now.keys() - saved.keys() if k in defaults and now[k] == defaults[k]}
+        changed = sorted(
+            k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and k not in added_at_default
+        )
         if changed:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
             raise ConfigError(
