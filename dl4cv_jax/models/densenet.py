@@ -20,6 +20,7 @@ Initialisers are torchvision's: He normal with fan_in for convs, norms at scale 
 weight PyTorch's default uniform(+-1/sqrt(fan_in)) and its bias 0.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -29,7 +30,7 @@ import ml_collections
 
 from dl4cv_jax.choices import choose
 from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
-from dl4cv_jax.models.norm import NormSpec, conv_bias, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.norm import NormSpec, norm_layer, norm_spec_from_config, padded_conv
 
 STEMS = ("imagenet", "cifar")
 BN_SIZE = 4  # the bottleneck's width is BN_SIZE x the growth rate
@@ -37,6 +38,7 @@ BN_SIZE = 4  # the bottleneck's width is BN_SIZE x the growth rate
 # torchvision's nn.init.kaiming_normal_ (fan_in, gain sqrt(2), untruncated) and nn.Linear's default weight init.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 linear_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+_conv = functools.partial(padded_conv, kernel_init=conv_kernel_init)
 
 # depth -> (growth rate, layers per block, channels of the stem conv), as torchvision's densenet121..201.
 CONFIGS: dict[int, tuple[int, tuple[int, int, int, int], int]] = {
@@ -45,20 +47,6 @@ CONFIGS: dict[int, tuple[int, tuple[int, int, int, int], int]] = {
     169: (32, (6, 12, 32, 32), 64),
     201: (32, (6, 12, 48, 32), 64),
 }
-
-
-def _conv(layers: Layers, norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> nn.Module:
-    """A conv padded like PyTorch (kernel // 2 on every side)."""
-    pad = kernel // 2
-    return layers.conv(
-        features,
-        (kernel, kernel),
-        (stride, stride),
-        ((pad, pad), (pad, pad)),
-        use_bias=conv_bias(norm),
-        kernel_init=conv_kernel_init,
-        name=name,
-    )
 
 
 class DenseLayer(nn.Module):

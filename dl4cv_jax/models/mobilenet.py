@@ -36,7 +36,15 @@ import ml_collections
 
 from dl4cv_jax.choices import choose
 from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
-from dl4cv_jax.models.norm import NormFactory, NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.norm import (
+    NormFactory,
+    NormSpec,
+    conv_bias,
+    conv_kernel_init,
+    norm_layer,
+    norm_spec_from_config,
+    padded_conv,
+)
 
 STEMS = ("imagenet", "cifar")
 V3_EPSILON = 1e-3  # torchvision's BatchNorm2d(eps=0.001, momentum=0.01) in MobileNetV3
@@ -140,20 +148,6 @@ def _norm_act(make_norm: NormFactory, channels: int, name: str, activation: str 
     return norm if activation is None else lambda x: ACTIVATIONS[activation](norm(x))
 
 
-def _conv(layers: Layers, norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> nn.Module:
-    """A conv padded like torchvision's Conv2dNormActivation ((kernel - 1) // 2 on every side)."""
-    pad = (kernel - 1) // 2
-    return layers.conv(
-        features,
-        (kernel, kernel),
-        (stride, stride),
-        ((pad, pad), (pad, pad)),
-        use_bias=conv_bias(norm),
-        kernel_init=conv_kernel_init,
-        name=name,
-    )
-
-
 class SqueezeExcitation(nn.Module):
     """torchvision's SqueezeExcitation with a hardsigmoid gate: global mean, fc1, ReLU, fc2, hardsigmoid, scale.
 
@@ -181,7 +175,7 @@ class InvertedResidual(nn.Module):
         block, make_norm = self.config, norm_layer(self.norm, train, self.layers)
         y = x
         if block.expanded != block.in_channels:
-            y = _conv(self.layers, self.norm, block.expanded, 1, 1, "expand_conv")(y)
+            y = padded_conv(self.layers, self.norm, block.expanded, 1, 1, "expand_conv")(y)
             y = _norm_act(make_norm, block.expanded, "expand_norm", block.activation)(y)
         pad = (block.kernel - 1) // 2
         y = nn.Conv(
@@ -197,7 +191,7 @@ class InvertedResidual(nn.Module):
         y = _norm_act(make_norm, block.expanded, "depthwise_norm", block.activation)(y)
         if block.use_se:
             y = SqueezeExcitation(make_divisible(block.expanded // 4), name="se")(y)
-        y = _conv(self.layers, self.norm, block.out_channels, 1, 1, "project_conv")(y)
+        y = padded_conv(self.layers, self.norm, block.out_channels, 1, 1, "project_conv")(y)
         y = make_norm(block.out_channels, "project_norm")(y)
         residual = block.stride == 1 and block.in_channels == block.out_channels
         return x + y if residual else y
@@ -222,11 +216,11 @@ class MobileNet(nn.Module):
         make_norm = norm_layer(self.norm, train, self.layers)
         stem_width = self.blocks[0].in_channels
         stride = 2 if self.stem == "imagenet" else 1
-        x = _conv(self.layers, self.norm, stem_width, 3, stride, "stem_conv")(x)
+        x = padded_conv(self.layers, self.norm, stem_width, 3, stride, "stem_conv")(x)
         x = _norm_act(make_norm, stem_width, "stem_norm", self.activation)(x)
         for index, block in enumerate(self.blocks):
             x = InvertedResidual(block, self.norm, self.layers, name=f"block{index + 1}")(x, train)
-        x = _conv(self.layers, self.norm, self.last_channels, 1, 1, "last_conv")(x)
+        x = padded_conv(self.layers, self.norm, self.last_channels, 1, 1, "last_conv")(x)
         x = _norm_act(make_norm, self.last_channels, "last_norm", self.activation)(x)
         x = x.mean(axis=(1, 2))
         if self.hidden_channels:

@@ -106,6 +106,29 @@ def norm_layer(spec: NormSpec, train: bool, layers: Layers = FLAX_LAYERS) -> Nor
     return factory
 
 
+def padded_conv(
+    layers: Layers,
+    norm: NormSpec,
+    features: int,
+    kernel: int,
+    stride: int,
+    name: str,
+    kernel_init: Callable = conv_kernel_init,
+) -> nn.Module:
+    """The square conv the families share: padded like PyTorch ((kernel - 1) // 2 on every side of an odd kernel,
+    so stride-2 outputs match torchvision's), biased only where no norm follows (`conv_bias`)."""
+    pad = (kernel - 1) // 2
+    return layers.conv(
+        features,
+        (kernel, kernel),
+        (stride, stride),
+        ((pad, pad), (pad, pad)),
+        use_bias=conv_bias(norm),
+        kernel_init=kernel_init,
+        name=name,
+    )
+
+
 def conv_bias(spec: NormSpec) -> bool:
     """Whether a conv followed by this norm needs a bias: only without a norm, whose shift would cancel it."""
     return spec.name == "none"

@@ -13,25 +13,10 @@ import ml_collections
 
 from dl4cv_jax.choices import choose
 from dl4cv_jax.models.layers import FLAX_LAYERS, Layers
-from dl4cv_jax.models.norm import NormSpec, conv_bias, conv_kernel_init, norm_layer, norm_spec_from_config
+from dl4cv_jax.models.norm import NormSpec, norm_layer, norm_spec_from_config, padded_conv
 
 STEMS = ("imagenet", "cifar")
 BOTTLENECK_EXPANSION = 4  # a Bottleneck outputs 4x its inner width
-
-
-def _conv(layers: Layers, norm: NormSpec, features: int, kernel: int, stride: int, name: str) -> nn.Module:
-    """A conv padded like PyTorch (kernel // 2 on every side), so stride-2 outputs match torchvision's."""
-    pad = kernel // 2
-    padding = ((pad, pad), (pad, pad))
-    return layers.conv(
-        features,
-        (kernel, kernel),
-        (stride, stride),
-        padding,
-        use_bias=conv_bias(norm),
-        kernel_init=conv_kernel_init,
-        name=name,
-    )
 
 
 class BasicBlock(nn.Module):
@@ -46,9 +31,9 @@ class BasicBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train, self.layers)
         y = make_norm(self.features, "norm1", relu=True)(
-            _conv(self.layers, self.norm, self.features, 3, self.stride, "conv1")(x)
+            padded_conv(self.layers, self.norm, self.features, 3, self.stride, "conv1")(x)
         )
-        y = make_norm(self.features, "norm2")(_conv(self.layers, self.norm, self.features, 3, 1, "conv2")(y))
+        y = make_norm(self.features, "norm2")(padded_conv(self.layers, self.norm, self.features, 3, 1, "conv2")(y))
         return nn.relu(y + _shortcut(x, self.features, self.stride, self.norm, self.layers, make_norm))
 
 
@@ -64,11 +49,13 @@ class Bottleneck(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train, self.layers)
         out = self.features * BOTTLENECK_EXPANSION
-        y = make_norm(self.features, "norm1", relu=True)(_conv(self.layers, self.norm, self.features, 1, 1, "conv1")(x))
-        y = make_norm(self.features, "norm2", relu=True)(
-            _conv(self.layers, self.norm, self.features, 3, self.stride, "conv2")(y)
+        y = make_norm(self.features, "norm1", relu=True)(
+            padded_conv(self.layers, self.norm, self.features, 1, 1, "conv1")(x)
         )
-        y = make_norm(out, "norm3")(_conv(self.layers, self.norm, out, 1, 1, "conv3")(y))
+        y = make_norm(self.features, "norm2", relu=True)(
+            padded_conv(self.layers, self.norm, self.features, 3, self.stride, "conv2")(y)
+        )
+        y = make_norm(out, "norm3")(padded_conv(self.layers, self.norm, out, 1, 1, "conv3")(y))
         return nn.relu(y + _shortcut(x, out, self.stride, self.norm, self.layers, make_norm))
 
 
@@ -76,7 +63,7 @@ def _shortcut(x: jax.Array, out: int, stride: int, norm: NormSpec, layers: Layer
     """Identity when shapes match, else torchvision's downsample: 1x1 conv (strided) + norm."""
     if stride == 1 and x.shape[-1] == out:
         return x
-    return make_norm(out, "shortcut_norm")(_conv(layers, norm, out, 1, stride, "shortcut_conv")(x))
+    return make_norm(out, "shortcut_norm")(padded_conv(layers, norm, out, 1, stride, "shortcut_conv")(x))
 
 
 class ResNet(nn.Module):
@@ -95,10 +82,10 @@ class ResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         make_norm = norm_layer(self.norm, train, self.layers)
         if self.stem == "imagenet":
-            x = make_norm(64, "norm1", relu=True)(_conv(self.layers, self.norm, 64, 7, 2, "conv1")(x))
+            x = make_norm(64, "norm1", relu=True)(padded_conv(self.layers, self.norm, 64, 7, 2, "conv1")(x))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         else:
-            x = make_norm(64, "norm1", relu=True)(_conv(self.layers, self.norm, 64, 3, 1, "conv1")(x))
+            x = make_norm(64, "norm1", relu=True)(padded_conv(self.layers, self.norm, 64, 3, 1, "conv1")(x))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
