@@ -169,12 +169,14 @@ def train_vmapped(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     for path, one, trainer in zip(workdirs, group.configs, group.trainers, strict=True):
         run_files.write_run_files(path, one, trainer.data)
     stores = [CheckpointStore(w) for w in workdirs]
-    writers = [
-        callbacks_lib.CallbackList([callbacks_lib.HistoryCSV(w / "history.csv"), callbacks_lib.TensorBoard(w)])
-        for w in workdirs
-    ]
     try:
         state, loops = _resume(group, stores)
+        writers = [
+            callbacks_lib.CallbackList(
+                [callbacks_lib.HistoryCSV(w / "history.csv", loop.get("history")), callbacks_lib.TensorBoard(w)]
+            )
+            for w, loop in zip(workdirs, loops, strict=True)
+        ]
         steps_per_epoch = group.trainers[0].steps_per_epoch
         for writer in writers:
             writer.on_train_begin(loops[0]["epoch"], config.num_epochs, steps_per_epoch)

@@ -37,7 +37,10 @@ def _assert_same_loop_state(vmapped, separate):
     for which in (BEST, LATEST):
         (step_v, loop_v), (step_s, loop_s) = _saved_loop_state(vmapped, which), _saved_loop_state(separate, which)
         assert step_v == step_s, which
-        assert set(loop_v) == set(loop_s) == {"epoch", "best_epoch", "stopped_early", "best", "early", "data"}
+        assert (
+            set(loop_v) == set(loop_s) == {"epoch", "best_epoch", "stopped_early", "best", "early", "data", "history"}
+        )
+        assert [r["step"] for r in loop_v["history"]] == [r["step"] for r in loop_s["history"]], which
         for key in ("epoch", "best_epoch", "stopped_early", "data"):
             assert loop_v[key] == loop_s[key], (which, key)
         for tracker in ("best", "early"):

@@ -91,13 +91,22 @@ class BatchLossHistory(Callback):
 
 
 class HistoryCSV(Callback):
-    """`history.csv`: one row per epoch. On resume, rows after the restored epoch are dropped first."""
+    """`history.csv`: one row per epoch.
 
-    def __init__(self, path: pathlib.Path):
+    On resume the file is rewritten from `restored_rows`, the rows saved in the restored checkpoint, so that it
+    ends at the restored epoch whether the run was killed before or after writing that epoch's row. Without
+    them (checkpoints saved before 2026-12-03) the rows after the restored epoch are dropped.
+    """
+
+    def __init__(self, path: pathlib.Path, restored_rows: Sequence[Mapping[str, Any]] | None = None):
         self.path = pathlib.Path(path)
+        self.restored_rows = restored_rows
 
     def on_train_begin(self, start_epoch: int, num_epochs: int, steps_per_epoch: int) -> None:
-        rows = read_history(self.path)[:start_epoch] if self.path.exists() else []
+        if self.restored_rows is not None:
+            rows = list(self.restored_rows)
+        else:
+            rows = read_history(self.path)[:start_epoch] if self.path.exists() else []
         with self.path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
             writer.writeheader()

@@ -3,11 +3,17 @@
 They are kept apart on purpose: an Orbax manager with `best_fn` and `max_to_keep` keeps the N best and deletes
 the newest, which would break resume-from-latest (see README, "Checkpoints").
 Each checkpoint holds the train state pytree and a small JSON dict of loop state (epoch, early-stopping and
-best-metric trackers), which together are everything a resumed run needs.
+best-metric trackers, history rows), which together are everything a resumed run needs.
+
+A run may be killed at any moment, also in the middle of a save. Orbax writes each checkpoint into a temporary
+directory and renames it when complete, so a killed save leaves the previous checkpoint; a checkpoint damaged
+afterwards (a truncated copy, a full disk) is moved aside by `set_aside`, never deleted.
 """
 
 import dataclasses
 import pathlib
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -16,6 +22,25 @@ import orbax.checkpoint as ocp
 
 LATEST = "latest"
 BEST = "best"
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint on disk cannot be read back (damaged after it was written); nothing was deleted."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (full or read-only disk); the ones saved before it are untouched."""
+
+
+def _reason(error: BaseException) -> str:
+    """The operating system's words for a failed write (`No space left on device`), else the error's first line."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def _restore_args(target: Any) -> ocp.args.Composite:
@@ -42,11 +67,23 @@ class CheckpointStore:
     def __init__(self, workdir: pathlib.Path):
         self.root = pathlib.Path(workdir) / "checkpoints"
         self._managers = {LATEST: _manager(self.root / LATEST), BEST: _manager(self.root / BEST)}
+        self._pending: dict[str, int] = {}  # the step each manager is writing in the background
 
     def save(self, which: str, step: int, state: Any, loop_state: dict[str, Any]) -> None:
-        """Saves (asynchronously) the state and loop state under `which` (latest or best)."""
+        """Saves (asynchronously) the state and loop state under `which` (latest or best).
+
+        A step already saved is kept as it is: a run killed after saving its best checkpoint but before the
+        latest one redoes that epoch on resume, and computes the same state again.
+        """
+        manager = self._managers[which]
+        if step in manager.all_steps():
+            return
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop_state))
-        self._managers[which].save(step, args=args, force=True)
+        self._pending[which] = step
+        try:
+            manager.save(step, args=args, force=True)
+        except Exception as error:  # the disk, through orbax and tensorstore: OSError, ValueError, ...
+            raise self._write_error(which, error) from error
 
     def latest_step(self, which: str) -> int | None:
         """The step of the checkpoint under `which`, or None when there is none yet."""
@@ -73,12 +110,39 @@ class CheckpointStore:
         state = target.replace(**fields, ema_batch_stats=jax.tree.map(jnp.copy, fields["batch_stats"]))
         return state, dict(restored["loop"])
 
-    def wait(self) -> None:
-        """Blocks until every asynchronous save has finished (call before reading them back or exiting)."""
-        for manager in self._managers.values():
-            manager.wait_until_finished()
+    def wait(self, which: str | None = None) -> None:
+        """Blocks until the asynchronous saves of `which` (default: both) have finished."""
+        for name, manager in self._managers.items():
+            if which in (None, name):
+                try:
+                    manager.wait_until_finished()
+                except Exception as error:  # a background write failed
+                    raise self._write_error(name, error) from error
+
+    def _write_error(self, which: str, error: BaseException) -> CheckpointWriteError:
+        kept = {name: manager.latest_step() for name, manager in self._managers.items()}
+        return CheckpointWriteError(
+            f"cannot write checkpoint {self.step_directory(which, self._pending.get(which, -1))}: {_reason(error)}; "
+            f"the checkpoints saved before are intact in {self.root} (steps: "
+            + ", ".join(f"{name} {step}" for name, step in kept.items())
+            + ")"
+        )
+
+    def step_directory(self, which: str, step: int) -> pathlib.Path:
+        return self.root / which / str(step)
+
+    def set_aside(self, which: str, step: int) -> pathlib.Path:
+        """Moves an unreadable checkpoint out of its manager's directory (to checkpoints/unreadable/), so that
+        the manager forgets it and later saves are not compared with it; returns where it went."""
+        target = self.root / "unreadable" / f"{which}-{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(self.step_directory(which, step), target)
+        self._managers[which].reload()
+        return target
 
     def close(self) -> None:
-        self.wait()
-        for manager in self._managers.values():
-            manager.close()
+        try:
+            self.wait()
+        finally:
+            for manager in self._managers.values():
+                manager.close()

@@ -5,7 +5,9 @@ early-stopping trackers), the checkpoints; and at the end of a run, the best che
 separate run's would (the same history columns, the same loop state in its checkpoints) and resumes like one.
 
 The loop state is a small JSON dict saved with every checkpoint: epoch (epochs done), best_epoch, stopped_early,
-best and early (the two trackers) and data (`run_files.data_info`, so class names travel with the weights).
+best and early (the two trackers), history (the history.csv rows so far, so that a run killed between its
+checkpoint and its history row resumes to the same file) and data (`run_files.data_info`, so class names
+travel with the weights).
 """
 
 import pathlib
@@ -18,7 +20,8 @@ from absl import logging
 from flax.training.early_stopping import EarlyStopping
 
 from dl4cv_jax.train import run_files
-from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
+from dl4cv_jax.train.callbacks import HISTORY_FIELDS
+from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore, UnreadableCheckpointError
 from dl4cv_jax.train.state import TrainState
 
 
@@ -42,18 +45,47 @@ def initial_loop_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "stopped_early": False,
         "best": _tracker_to_json(EarlyStopping(min_delta=0.0)),
         "early": _tracker_to_json(EarlyStopping(min_delta=config.early_stopping.min_delta)),
+        "history": [],
     }
 
 
 def restore_latest(
     store: CheckpointStore, state: TrainState, config: ml_collections.ConfigDict
 ) -> tuple[TrainState, dict[str, Any]]:
-    """The latest checkpoint's state and loop state, for resume; `state` and a fresh loop state when there is none."""
-    if store.latest_step(LATEST) is None:
-        return state, initial_loop_state(config)
-    state, loop = store.restore(LATEST, state)
-    logging.info("resuming from %s at epoch %d", store.root / LATEST, loop["epoch"])
-    return state, loop
+    """The newest readable checkpoint's state and loop state, for resume; `state` and a fresh loop state when
+    there is none.
+
+    An unreadable latest checkpoint (truncated, half-copied) is moved aside and the run resumes from the best
+    one, itself a complete resume point at an earlier or equal epoch. When nothing can be read, the run stops
+    with UnreadableCheckpointError rather than start over beside checkpoints it could not read.
+    """
+    unreadable = []
+    for which in (LATEST, BEST):
+        step = store.latest_step(which)
+        if step is None:
+            continue
+        try:
+            restored, loop = store.restore(which, state)
+        except Exception as error:  # a damaged checkpoint raises whatever its reader meets (KeyError, ValueError...)
+            unreadable.append((which, step, error))
+            continue
+        for bad_which, bad_step, error in unreadable:
+            moved = store.set_aside(bad_which, bad_step)
+            logging.warning("checkpoint %s is unreadable (%s); moved to %s", bad_step, _first_line(error), moved)
+        logging.info("resuming from %s at epoch %d", store.step_directory(which, step), loop["epoch"])
+        return restored, loop
+    if unreadable:
+        which, step, error = unreadable[0]
+        raise UnreadableCheckpointError(
+            f"checkpoint {store.step_directory(which, step)} cannot be read ({_first_line(error)}) and no other "
+            "checkpoint of this workdir can; nothing was deleted: move checkpoints/ away to start over"
+        )
+    return state, initial_loop_state(config)
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def learning_rate(schedule: optax.Schedule, state: TrainState, step: int, grad_accum_steps: int) -> float:
@@ -98,13 +130,20 @@ def update_loop_state(
         "early": _tracker_to_json(early),
         "data": run_files.data_info(data),
     }
+    if "history" in loop:  # absent in checkpoints saved before 2026-12-03: their runs keep cutting the file
+        new["history"] = [*loop["history"], {key: logs[key] for key in HISTORY_FIELDS}]
     return new, bool(best.has_improved)
 
 
 def save_epoch(store: CheckpointStore, step: int, state: TrainState, loop: dict[str, Any], improved: bool) -> None:
-    """Checkpoints the epoch: always as latest (for resume), also as best when it `improved`."""
+    """Checkpoints the epoch: always as latest (for resume), also as best when it `improved`.
+
+    The best is complete before the latest starts: a latest checkpoint whose loop state names this epoch as
+    best is never on disk without that best checkpoint.
+    """
     if improved:
         store.save(BEST, step, state, loop)
+        store.wait(BEST)
     store.save(LATEST, step, state, loop)
 
 
@@ -118,7 +157,13 @@ def best_state(store: CheckpointStore, state: TrainState) -> tuple[TrainState, i
     step = store.latest_step(BEST)
     if step is None:
         return state, int(state.step)
-    restored, _ = store.restore(BEST, state)
+    try:
+        restored, _ = store.restore(BEST, state)
+    except Exception as error:  # damaged after it was saved: say which directory, keep it for inspection
+        raise UnreadableCheckpointError(
+            f"best checkpoint {store.step_directory(BEST, step)} cannot be read ({_first_line(error)}); "
+            "the latest checkpoint is kept beside it"
+        ) from error
     return restored, int(step)
 
 

@@ -261,25 +261,31 @@ def train_and_evaluate(
     )
 
     store = CheckpointStore(workdir)
-    state, loop = epoch_end.restore_latest(store, state, config)
-
-    chief = jax.process_index() == 0
-    builtin: list[callbacks_lib.Callback] = []
-    if chief:  # one process writes the files; the progress bar goes first so it is closed before logging
-        if show_progress:
-            builtin.append(callbacks_lib.ProgressBar(config.batch_size, config.log_every_steps))
-        builtin += [callbacks_lib.HistoryCSV(workdir / "history.csv"), callbacks_lib.TensorBoard(workdir)]
-        builtin.append(CurvesPlot(workdir))  # curves.png, redrawn after each history.csv row
-    if config.profile_steps:
-        builtin.append(callbacks_lib.ProfileTrace(workdir / "profile", config.profile_steps))
-    all_callbacks = callbacks_lib.CallbackList([*builtin, *callbacks])
     try:
+        state, loop = epoch_end.restore_latest(store, state, config)
+        all_callbacks = callbacks_lib.CallbackList(
+            [*_builtin_callbacks(config, workdir, loop, show_progress), *callbacks]
+        )
         state, loop = _fit(trainer, state, loop, store, all_callbacks, workdir)
         test = _test_best(trainer, state, store, workdir)
         all_callbacks.on_train_end(test)
     finally:
         store.close()
     return test
+
+
+def _builtin_callbacks(config, workdir: pathlib.Path, loop: dict[str, Any], show_progress: bool) -> list:
+    """Progress bar, history.csv (rewritten from the restored loop state), TensorBoard, curves.png, profile."""
+    builtin: list[callbacks_lib.Callback] = []
+    if jax.process_index() == 0:  # one process writes the files; the progress bar goes first so it is closed first
+        if show_progress:
+            builtin.append(callbacks_lib.ProgressBar(config.batch_size, config.log_every_steps))
+        history = callbacks_lib.HistoryCSV(workdir / "history.csv", loop.get("history"))
+        builtin += [history, callbacks_lib.TensorBoard(workdir)]
+        builtin.append(CurvesPlot(workdir))  # curves.png, redrawn after each history.csv row
+    if config.profile_steps:
+        builtin.append(callbacks_lib.ProfileTrace(workdir / "profile", config.profile_steps))
+    return builtin
 
 
 def _fit(trainer, state, loop, store, callbacks, workdir):
