@@ -13,13 +13,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow is only the inp
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from dl4cv_jax.config_files import flag_error_line  # noqa: E402  (imports no jax either)
 from dl4cv_jax.modes import MODES, Command  # noqa: E402  (imports no jax: see dl4cv_jax/modes.py)
 from dl4cv_jax.process import configure_process  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", "configs/digits_cnn.py", "Experiment config file; override fields with --config.a.b=value."
-)
+DEFAULT_CONFIG = "configs/digits_cnn.py"
+try:  # without --config, the default file is read here, at import, together with any --config.a.b overrides
+    config_flags.DEFINE_config_file(
+        "config", DEFAULT_CONFIG, "Experiment config file; override fields with --config.a.b=value."
+    )
+except Exception as error:  # whatever a config file or an override does wrong, one line
+    sys.exit(f"error: {flag_error_line(error, sys.argv, DEFAULT_CONFIG)}")
 flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here; default runs/<config name>.")
 flags.DEFINE_enum(
     "mode", "train", list(MODES), " | ".join(f"{name}: {mode.__doc__.strip()}" for name, mode in MODES.items())
@@ -73,20 +78,78 @@ def check_mode_flags(mode: str, given: set[str]) -> None:
 
 
 def _quiet_library_info(record: logging_std.LogRecord) -> bool:
-    """Orbax logs several INFO lines per checkpoint, jax one per missing backend; keep their warnings only."""
+    """Orbax logs several INFO lines per checkpoint, jax one per missing backend; keep their warnings only,
+    as one line each: a failed background write (a full disk) is reported by the run in one `error:` line."""
     noisy = "/orbax/" in record.pathname or "/jax/_src/" in record.pathname
+    if noisy:
+        record.exc_info, record.exc_text = None, None
     return record.levelno >= logging_std.WARNING or not noisy
 
 
-def main(argv: list[str]) -> None:
-    from dl4cv_jax.choices import ConfigError
-    from dl4cv_jax.train.loop import TrainingDivergedError
-    from dl4cv_jax.train.sharding import maybe_initialize_distributed
+def _not_from_config_flags(record: logging_std.LogRecord) -> bool:
+    """ml_collections warns when get_config() returns None; parse_flags says so itself, in its one line."""
+    return "config_flags" not in record.pathname
 
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing (app.run's `flags_parser`), with every way the command line can be wrong before
+    main() runs reported as one `error:` line: absl would print two lines, ml_collections a traceback."""
+    absl_logger = logging_std.getLogger("absl")
+    absl_logger.addFilter(_not_from_config_flags)
+    try:
+        rest = FLAGS(argv)
+        FLAGS.config.keys()  # ml_collections defers a config file that failed to load to the first read
+    except Exception as error:  # a config file is user code; any failure gets one line
+        sys.exit(f"error: {flag_error_line(error, argv, DEFAULT_CONFIG)}")
+    finally:
+        absl_logger.removeFilter(_not_from_config_flags)
+    return rest
+
+
+def os_error_line(error: OSError) -> str:
+    """`path: reason` for an OSError the system raised (permission denied, not a directory, disk full), else
+    its message: the traceback would say no more that a user can act on."""
+    if error.filename is None:
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    second = f" -> {error.filename2}" if error.filename2 is not None else ""
+    return f"{error.filename}{second}: {error.strerror or type(error).__name__}"
+
+
+def run_mode(mode: str, command: Command) -> None:
+    """Runs one mode; bad input (a ConfigError, a missing or unreadable file), a diverged run or a mode's own
+    failure exits with status 1 and one `error:` line, no traceback."""
+    from dl4cv_jax.choices import ConfigError
+    from dl4cv_jax.train.checkpoints import CheckpointWriteError, UnreadableCheckpointError
+    from dl4cv_jax.train.loop import TrainingDivergedError
+
+    one_line = (ConfigError, TrainingDivergedError, CheckpointWriteError, UnreadableCheckpointError)
+    try:
+        failure = MODES[mode](command)  # None, or why a run that raised nothing failed
+    except one_line as error:
+        sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(f"error: {os_error_line(error)}")
+    if failure:
+        sys.exit(f"error: {failure}")
+
+
+def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.INFO)
     handler = logging.get_absl_handler()
     handler.addFilter(_quiet_library_info)
     handler.setFormatter(logging_std.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    try:
+        command = _command(argv)
+    except app.UsageError as error:  # absl would print the whole usage text around it
+        sys.exit(f"error: {error}")
+    from dl4cv_jax.train.sharding import maybe_initialize_distributed
+
+    maybe_initialize_distributed()
+    run_mode(FLAGS.mode, command)
+
+
+def _command(argv: list[str]) -> Command:
+    """The flags' values as a Command, after checking that they fit together (UsageError when not)."""
     if argv[1:] and FLAGS.mode not in TAKE_ARGUMENTS:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     check_mode_flags(FLAGS.mode, {name for name in MODE_FLAGS if FLAGS[name].present})
@@ -94,7 +157,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--mode=sweep needs --sweep=<file>, e.g. --sweep=experiments/optimizers.py")
     if FLAGS.mode == "compare_models" and not FLAGS.data_dir:
         raise app.UsageError("--mode=compare_models needs --data_dir=<folder of class folders>")
-    command = Command(
+    return Command(
         config=FLAGS.config,
         config_path=config_flags.get_config_filename(FLAGS["config"]),
         workdir=pathlib.Path(FLAGS.workdir) if FLAGS.workdir else None,
@@ -113,15 +176,8 @@ def main(argv: list[str]) -> None:
         class_map=FLAGS.class_map,
         batch_size=FLAGS.batch_size,
     )
-    maybe_initialize_distributed()
-    try:
-        failure = MODES[FLAGS.mode](command)  # None, or why a run that raised nothing failed
-    except (ConfigError, TrainingDivergedError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
-    if failure:
-        sys.exit(f"error: {failure}")
 
 
 if __name__ == "__main__":
     configure_process(restart=True)  # PRNG, XLA:CPU flag, allocator: see dl4cv_jax/process.py
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

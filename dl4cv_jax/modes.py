@@ -22,6 +22,16 @@ def default_workdir(path: str) -> pathlib.Path:
     return pathlib.Path("runs") / pathlib.Path(path).stem
 
 
+def new_or_run_folder(workdir: pathlib.Path) -> pathlib.Path:
+    """`workdir`, checked before anything is read: ConfigError when it is an existing file, where a mode that
+    writes a folder of results would otherwise fail half-way with an OSError."""
+    if workdir.exists() and not workdir.is_dir():
+        from dl4cv_jax.choices import ConfigError
+
+        raise ConfigError(f"--workdir={workdir} is a file, not a folder; pass a new folder or a run's folder")
+    return workdir
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     """The command line's values, plain; each mode reads the fields it needs (see main.py's flags)."""
@@ -51,7 +61,7 @@ class Command:
 
 def train(command: Command) -> None:
     """train, validate, test the best checkpoint (k-fold with --config.cv.folds=K)"""
-    config, workdir = command.config, command.run_dir
+    config, workdir = command.config, new_or_run_folder(command.run_dir)
     if config.get("vmap_seeds", 0) > 1:  # one workdir per seed: workdir/seed=<s>
         from dl4cv_jax.vmap_seeds import train_vmapped
 
@@ -99,7 +109,7 @@ def compare_models(command: Command) -> None:
     run_comparison(
         [*command.models, *command.args],
         command.data_dir,
-        command.workdir or pathlib.Path("runs/compare_models"),
+        new_or_run_folder(command.workdir or pathlib.Path("runs/compare_models")),
         base_config=default.get_config(),  # a weight file's model: today's defaults + the file's preprocessing
         class_map=command.class_map,
         checkpoint=command.checkpoint,
@@ -111,7 +121,7 @@ def preview(command: Command) -> None:
     """augmented training images (workdir/augmentations.png)"""
     from dl4cv_jax.data.preview import write_preview
 
-    logging.info("wrote %s", write_preview(command.config, command.run_dir))
+    logging.info("wrote %s", write_preview(command.config, new_or_run_folder(command.run_dir)))
 
 
 def sweep(command: Command) -> str | None:
@@ -119,7 +129,7 @@ def sweep(command: Command) -> str | None:
     from dl4cv_jax.sweep import load_sweep, run_sweep
     from dl4cv_jax.sweep.runner import array_task
 
-    sweep_dir = command.workdir or default_workdir(command.sweep)
+    sweep_dir = new_or_run_folder(command.workdir or default_workdir(command.sweep))
     results = run_sweep(load_sweep(command.sweep), sweep_dir, command.workers, command.config_overrides, array_task())
     unfinished = [r["name"] for r in results if r["status"] != "done"]
     if unfinished:
@@ -139,7 +149,7 @@ def lr_find(command: Command) -> None:
     """learning-rate range test"""
     from dl4cv_jax.lr_find import lr_find as find
 
-    find(command.config, command.run_dir)
+    find(command.config, new_or_run_folder(command.run_dir))
 
 
 MODES: dict[str, Callable[[Command], str | None]] = {

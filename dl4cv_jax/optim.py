@@ -17,6 +17,7 @@ Gradient clipping (grad_clip_norm > 0) acts on the loss gradient, before the L2 
 reduce-on-plateau is on, the train step scales the whole update (decay included) by the plateau multiplier.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -62,13 +63,15 @@ def decay_mask(params: Any) -> Any:
 
 
 def _validate(opt: ConfigDict) -> None:
-    """Refuses values that would silently train nonsense (e.g. a negative decay that grows the weights)."""
-    require(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "must be >= 0")
-    require(opt.grad_clip_norm >= 0, "optimizer.grad_clip_norm", opt.grad_clip_norm, "must be >= 0 (0 = off)")
+    """Refuses values that would silently train nonsense (e.g. a negative decay that grows the weights, an
+    infinite one that turns the first update into nan)."""
+    decay, clip = opt.weight_decay, opt.grad_clip_norm
+    require(math.isfinite(decay) and decay >= 0, "optimizer.weight_decay", decay, "must be >= 0 and finite")
+    require(math.isfinite(clip) and clip >= 0, "optimizer.grad_clip_norm", clip, "must be >= 0 and finite (0 = off)")
     require(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "must be in [0, 1)")
     require(0 <= opt.b1 < 1, "optimizer.b1", opt.b1, "must be in [0, 1)")
     require(0 <= opt.b2 < 1, "optimizer.b2", opt.b2, "must be in [0, 1)")
-    require(opt.eps > 0, "optimizer.eps", opt.eps, "must be > 0")
+    require(math.isfinite(opt.eps) and opt.eps > 0, "optimizer.eps", opt.eps, "must be > 0 and finite")
 
 
 def is_decoupled(optimizer_name: str, weight_decay_mode: str) -> bool:

@@ -33,9 +33,10 @@ def _epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
 
 
 def check_learning_rate(config: ConfigDict) -> float:
-    """Returns config.optimizer.learning_rate after checking it is a positive number."""
+    """Returns config.optimizer.learning_rate after checking it is a positive finite number (an inf or nan
+    rate would pass `> 0` or fail it only as nonsense, and turn the first update into nan weights)."""
     lr = config.optimizer.learning_rate
-    require(lr > 0, "optimizer.learning_rate", lr, "must be > 0")
+    require(math.isfinite(lr) and lr > 0, "optimizer.learning_rate", lr, "must be > 0 and finite")
     return float(lr)
 
 

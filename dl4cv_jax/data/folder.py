@@ -99,7 +99,8 @@ def _check_classes(folders: dict[str, list[str]], class_names: tuple[str, ...], 
     key = "data.dir"
     require(bool(folders), key, root, f"has no class folders in {where or 'it'} (expected <class>/<images>)")
     empty = [name for name in class_names if not folders.get(name)]
-    require(not empty, key, root, f"has classes without images in {where or 'it'}: {empty}")
+    kinds = ", ".join(IMAGE_EXTENSIONS)
+    require(not empty, key, root, f"has classes without images in {where or 'it'}: {empty} (image files: {kinds})")
     require(len(class_names) >= 2, key, root, f"has a single class in {where or 'it'} ({class_names[0]!r}); need >= 2")
 
 

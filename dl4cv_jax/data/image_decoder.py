@@ -6,6 +6,7 @@ Both return the same uint8 arrays for the same files (tested), so a folder of im
 """
 
 import functools
+import os
 from types import ModuleType
 
 import numpy as np
@@ -35,6 +36,8 @@ def _decoder() -> ModuleType:
 
 def probe_file(path: str) -> tuple[int, int, int]:
     """(H, W, C as stored) of one image file; ConfigError naming the file when it cannot be decoded."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # said plainly: the decoders' words are cryptic
+        raise ConfigError(f"config.data.dir: cannot decode image file {path} (the file is empty: 0 bytes)")
     return _decoder().probe_file(path)
 
 

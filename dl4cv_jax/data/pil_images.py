@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.data.pixel_limit import TooManyPixels, check_pixel_count
 from dl4cv_jax.data.resize_policy import shorter_side_box
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -70,6 +71,7 @@ def read_image(
     """One file as uint8 `shape`; ValueError (naming what failed) when it is not a readable image or, without
     `resize_to_shape`, has another size (WrongSize). shorter > 0: shorter side resized to it, then centre-cropped."""
     height, width, channels = shape
+    check_pixel_count(path)  # TooManyPixels (a ValueError) naming the file, before anything is decoded
     try:
         with Image.open(path) as image:
             image.seek(0)  # an animation's first frame
@@ -98,9 +100,12 @@ def _resize_shorter(rgb: Image.Image, size: int, shorter: int, method: str) -> I
 def probe_file(path: str) -> tuple[int, int, int]:
     """(H, W, C as stored) of one image file; ConfigError naming the file when it cannot be decoded."""
     try:
+        check_pixel_count(path)
         with Image.open(path) as image:
             image.load()
             return image.height, image.width, _stored_channels(image)
+    except TooManyPixels as error:
+        raise ConfigError(f"config.data.dir: {error}") from None
     except _DECODE_ERRORS as error:
         raise ConfigError(f"config.data.dir: cannot decode image file {path} ({error})") from None
 

@@ -6,6 +6,7 @@ when it prepares a dataset) through a shuffle buffer; streamed splits cannot be 
 the slices with tfds' split syntax instead (e.g. train_split='train[:-10000]', val_split='train[-10000:]').
 """
 
+import difflib
 import functools
 
 import ml_collections
@@ -24,10 +25,14 @@ def load_tfds_source(config: ml_collections.ConfigDict, max_in_memory_bytes: int
 
     name, data_dir = config.data.name, config.data.dir or None
     require(bool(name), "data.name", name, "must name a tensorflow-datasets dataset for source=tfds, e.g. cifar10")
+    for key in ("train_split", "val_split", "test_split"):
+        check_split_syntax(key, config.data[key])
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise ConfigError(f"config.data.name={name!r} is not a tensorflow-datasets dataset") from None
+        raise ConfigError(
+            f"config.data.name={name!r} is not a tensorflow-datasets dataset{_close_names(name)}"
+        ) from None
     image_key, label_key = _supervised_keys(builder.info, name)
     label_feature = builder.info.features[label_key]
     require(hasattr(label_feature, "names"), "data.name", name, f"has no class-label feature ({label_key!r})")
@@ -45,6 +50,31 @@ def load_tfds_source(config: ml_collections.ConfigDict, max_in_memory_bytes: int
         else:
             splits[split] = StreamSplit(make_dataset, size, shape)
     return SourceData(name, tuple(label_feature.names), splits)
+
+
+def check_split_syntax(key: str, split: str) -> None:
+    """ConfigError for a data.<key> that is not tfds split syntax ('' = none); checked before any data is opened,
+    so a typo fails at once, even where the dataset is not prepared."""
+    import tensorflow_datasets as tfds
+
+    if not split:
+        return
+    try:
+        tfds.core.ReadInstruction.from_spec(split)
+    except (ValueError, AssertionError) as error:
+        reason = str(error).strip().splitlines()[-1].split(". See format")[0]  # tfds' first line only repeats it
+        raise ConfigError(
+            f"config.data.{key}={split!r} is not a tfds split ({reason}); write e.g. 'train', 'train[:90%]', "
+            f"'train[-10000:]' or 'train+test'"
+        ) from None
+
+
+def _close_names(name: str) -> str:
+    """'; did you mean ...' with the registered tfds names closest to `name` (there are hundreds to list)."""
+    import tensorflow_datasets as tfds
+
+    close = difflib.get_close_matches(name, tfds.list_builders(with_community_datasets=False), n=3)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else "; see tfds.list_builders()"
 
 
 def _converted(builder, key: str, config: ml_collections.ConfigDict, shape: tuple[int, int, int]) -> tf.data.Dataset:

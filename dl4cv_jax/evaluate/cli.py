@@ -177,9 +177,12 @@ def run_predict(
         raise ConfigError(f"--top_k={top_k} must be >= 1")
     workdir = pathlib.Path(workdir)
     paths = predict.list_images(images)
-    run = restore.load_run(workdir, checkpoint, with_data=False, tta=tta)
-    data_config = run.config.data
-    pixels = predict.load_images(paths, run.data.image_shape, data_config.resize_method, data_config.resize_shorter)
+    # Every image is decoded before the model is built and compiled, so a bad file fails in a second.
+    config = restore.load_run_config(workdir)
+    restore.resolve_checkpoint(workdir, checkpoint)
+    info = restore.load_data_info(workdir, config)
+    pixels = predict.load_images(paths, info.image_shape, config.data.resize_method, config.data.resize_shorter)
+    run = restore.load_run(workdir, checkpoint, with_data=False, tta=tta, data=info)
     outputs = inference.image_outputs(run.trainer, run.state, pixels)
     ranked = predict.top_k(outputs["probabilities"], run.data.class_names, top_k)
     result = {

@@ -16,6 +16,7 @@ import numpy as np
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.data.folder import IMAGE_EXTENSIONS
 from dl4cv_jax.data.image_decoder import read_image
+from dl4cv_jax.data.pixel_limit import TooManyPixels
 
 
 def _expand(pattern: str) -> list[pathlib.Path]:
@@ -60,6 +61,8 @@ def load_images(
     for i, path in enumerate(paths):
         try:
             images[i] = read_image(str(path), shape, resize_method, resize_shorter)
+        except TooManyPixels as error:
+            raise ConfigError(f"--images: {error}") from None
         except ValueError as error:
             raise ConfigError(f"--images: cannot decode {path} as an image (JPEG, PNG, BMP or GIF): {error}") from None
     return images

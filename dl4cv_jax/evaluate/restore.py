@@ -120,11 +120,16 @@ def load_data_info(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> 
 
 
 def load_run(
-    workdir: pathlib.Path, checkpoint: str = BEST, with_data: bool = True, tta: Sequence[str] | None = None
+    workdir: pathlib.Path,
+    checkpoint: str = BEST,
+    with_data: bool = True,
+    tta: Sequence[str] | None = None,
+    data: Data | None = None,
 ) -> RestoredRun:
     """Config, data, compiled steps and restored weights of a training workdir.
 
-    `with_data=False` (prediction) skips reading the data set: it builds from data_info.json alone. `tta`
+    `with_data=False` (prediction) skips reading the data set: it builds from data_info.json alone, or from
+    `data` when the caller has read that already (`load_data_info`, before decoding its images). `tta`
     replaces the run's config.eval_tta (the views evaluation averages; () for none), None keeps it.
     Checks the checkpoint exists before any data is read, so a typo fails in a second.
     """
@@ -133,7 +138,8 @@ def load_run(
     if tta is not None:
         config.eval_tta = tuple(tta)
     resolve_checkpoint(workdir, checkpoint)
-    data = load_data(config) if with_data else load_data_info(workdir, config)
+    if data is None:
+        data = load_data(config) if with_data else load_data_info(workdir, config)
     trainer, state = build_trainer(config, data)
     state, kind, step = restore_state(workdir, state, checkpoint)
     return RestoredRun(workdir, config, trainer, state, kind, step)

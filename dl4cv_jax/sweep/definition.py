@@ -12,7 +12,6 @@ workdir, so the name must be deterministic, unique within the sweep and safe as 
 
 import dataclasses
 import hashlib
-import importlib.util
 import itertools
 import pathlib
 import re
@@ -22,6 +21,7 @@ from typing import Any
 import ml_collections
 
 from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.config_files import failure_in, load_config_file, load_python_file
 
 Setting = dict[str, Any]
 OVERRIDE_TYPES = (str, bool, int, float, tuple)
@@ -189,12 +189,6 @@ class Sweep:
         }
 
 
-def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Runs a config file's `get_config()` (as `--config=path` does), to check a sweep's keys against it."""
-    module = _load_module(path, "config")
-    return module.get_config()
-
-
 def check_keys(sweep: Sweep, base: ml_collections.ConfigDict) -> None:
     """ConfigError for an override key the base config lacks: one typo would otherwise fail every trial."""
     flat = set(_flat_keys(base.to_dict()))
@@ -216,22 +210,15 @@ def _flat_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def _load_module(path: str | pathlib.Path, kind: str) -> Any:
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} file {path} does not exist")
-    spec = importlib.util.spec_from_file_location(f"_dl4cv_{kind}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_sweep(path: str | pathlib.Path) -> Sweep:
     """Imports a sweep file and returns its `get_sweep()`, with its keys checked against its base config."""
-    module = _load_module(path, "sweep")
+    module = load_python_file(path, "sweep")
     if not hasattr(module, "get_sweep"):
         raise ConfigError(f"sweep file {path} must define get_sweep() returning a dl4cv_jax.sweep.Sweep")
-    sweep = module.get_sweep()
+    try:
+        sweep = module.get_sweep()
+    except Exception as error:  # user code, as the import: one line, not a traceback
+        raise ConfigError(f"sweep file {path}: get_sweep() fails: {failure_in(error, pathlib.Path(path))}") from None
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"sweep file {path}: get_sweep() returned {type(sweep).__name__}, not a Sweep")
     sweep.trials()

@@ -60,7 +60,8 @@ class WorkerSlot:
 def worker_slots(workers: int, gpus: Sequence[str], cpus: Sequence[int]) -> list[WorkerSlot]:
     """Splits the machine between `workers`: the GPUs when there are any, else the CPU cores, in even groups.
 
-    On GPUs each worker must get at least one device; on CPUs more workers than cores simply share them.
+    On GPUs each worker must get at least one device; on CPUs more workers than cores would share them all,
+    but `run_sweep` refuses that first (`check_workers`).
     """
     if workers < 1:
         raise ConfigError(f"--workers={workers} must be >= 1")
@@ -73,6 +74,23 @@ def worker_slots(workers: int, gpus: Sequence[str], cpus: Sequence[int]) -> list
         return [WorkerSlot(i, {}) for i in range(workers)]
     groups = np.array_split(np.asarray(cpus), workers)
     return [WorkerSlot(i, {}, tuple(int(c) for c in g)) for i, g in enumerate(groups)]
+
+
+def check_workers(workers: int, gpus: Sequence[str], cpus: Sequence[int]) -> None:
+    """ConfigError for a --workers the machine cannot give each trial a GPU, or a CPU core, of its own.
+
+    More trial processes than cores finish no sooner than that many (XLA:CPU and tf.data size their thread pools
+    by the cores they see, so the processes fight over them), and the trials' times are then not comparable.
+    """
+    if workers < 1:
+        raise ConfigError(f"--workers={workers} must be >= 1")
+    if gpus and workers > len(gpus):
+        raise ConfigError(f"--workers={workers} is more than the {len(gpus)} GPUs; use --workers<={len(gpus)}")
+    if not gpus and workers > len(cpus):
+        raise ConfigError(
+            f"--workers={workers} is more than the {len(cpus)} CPU cores this process may use (no GPU found); "
+            f"use --workers<={len(cpus)}"
+        )
 
 
 def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -254,6 +272,9 @@ def run_sweep(
     `task` = (k, n) runs only trials k, k+n, ... : one share of a SLURM job array sharing `sweep_dir`.
     Returns the status of each trial this call was responsible for; a failed trial does not stop the others.
     """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    gpus = visible_gpus()
+    check_workers(workers, gpus, cpus)  # before anything is written
     if extra_overrides:
         sweep = dataclasses.replace(sweep, fixed={**sweep.fixed, **extra_overrides})
     sweep_dir = pathlib.Path(sweep_dir)
@@ -266,8 +287,7 @@ def run_sweep(
         state = trial_state(sweep_dir / trial.name)
         if state != "pending":
             logging.info("trial %s: %s before, running it again", trial.name, state)
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    slots = worker_slots(min(workers, max(len(todo), 1)), visible_gpus(), cpus)
+    slots = worker_slots(min(workers, max(len(todo), 1)), gpus, cpus)
     logging.info(
         "sweep %s: %d trials here, %d finished, %d to run on %d workers",
         sweep_dir,

@@ -56,9 +56,10 @@ def check_batch_size(batch_size: int, key: str = "batch_size") -> None:
     """The global batch must split evenly over all devices (and so over all processes)."""
     devices = jax.device_count()
     if batch_size <= 0 or batch_size % devices:
+        closest = max(1, round(abs(batch_size) / devices)) * devices  # the nearest valid size, also for -8 or 0
         raise ConfigError(
-            f"config.{key}={batch_size} must be a positive multiple of the device count ({devices} devices); "
-            f"e.g. {max(1, batch_size // devices) * devices or devices}"
+            f"config.{key}={batch_size} must be a positive multiple of the device count "
+            f"({devices} device{'s' if devices > 1 else ''}); e.g. {closest}"
         )
 
 
