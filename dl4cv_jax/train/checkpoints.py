@@ -10,6 +10,7 @@ directory and renames it when complete, so a killed save leaves the previous che
 afterwards (a truncated copy, a full disk) is moved aside by `set_aside`, never deleted.
 """
 
+import contextlib
 import dataclasses
 import pathlib
 import shutil
@@ -120,13 +121,17 @@ class CheckpointStore:
                     raise self._write_error(name, error) from error
 
     def _write_error(self, which: str, error: BaseException) -> CheckpointWriteError:
-        kept = {name: manager.latest_step() for name, manager in self._managers.items()}
+        kept = {name: self._steps_on_disk(name) for name in self._managers}  # orbax's own list may be stale
         return CheckpointWriteError(
             f"cannot write checkpoint {self.step_directory(which, self._pending.get(which, -1))}: {_reason(error)}; "
             f"the checkpoints saved before are intact in {self.root} (steps: "
-            + ", ".join(f"{name} {step}" for name, step in kept.items())
+            + ", ".join(f"{name} {steps[-1] if steps else 'none'}" for name, steps in kept.items())
             + ")"
         )
+
+    def _steps_on_disk(self, which: str) -> list[int]:
+        directory = self.root / which
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
 
     def step_directory(self, which: str, step: int) -> pathlib.Path:
         return self.root / which / str(step)
@@ -141,8 +146,10 @@ class CheckpointStore:
         return target
 
     def close(self) -> None:
+        """Waits for the pending saves (raising CheckpointWriteError for a failed one), then closes the managers."""
         try:
             self.wait()
         finally:
             for manager in self._managers.values():
-                manager.close()
+                with contextlib.suppress(Exception):  # a failed write: wait() has just raised it, in one line
+                    manager.close()
