@@ -1,5 +1,6 @@
 """Every experiment config loads, derives from default.py, and names things the registries know."""
 
+import dataclasses
 import importlib
 import pathlib
 
@@ -7,13 +8,13 @@ import pytest
 
 from configs import default
 from dl4cv_jax import losses, optim, schedules
+from dl4cv_jax.lr_find import LRFindSettings
 from dl4cv_jax.models import MODELS
 
-CONFIG_NAMES = sorted(
-    p.stem
-    for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
-    if p.stem not in ("__init__", "default", "cifar_common")
-)
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
+CONFIG_NAMES = sorted(p.stem for p in CONFIGS_DIR.glob("*.py") if p.stem not in ("__init__", "default", "cifar_common"))
+# Sections default.py leaves out on purpose, and the fields each may set (read with settings_from_config).
+OPTIONAL_SECTIONS = {"lr_find": {f.name for f in dataclasses.fields(LRFindSettings)}}
 REQUIRED = [
     "model.name",
     "data.source",
@@ -31,6 +32,22 @@ REQUIRED = [
     "checkpoint.monitor",
     "early_stopping.patience",
 ]
+
+
+def key_paths(tree, prefix=""):
+    """Every leaf of a nested dict as a dotted path ("optimizer.learning_rate"); an empty section is a leaf."""
+    paths = set()
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            paths |= key_paths(value, f"{prefix}{key}.")
+        else:
+            paths.add(f"{prefix}{key}")
+    return paths
+
+
+def _optional(path):
+    section, _, field = path.partition(".")
+    return section in OPTIONAL_SECTIONS and (field == "" or field in OPTIONAL_SECTIONS[section])
 
 
 def _get(config, dotted):
@@ -57,8 +74,12 @@ def test_config_is_complete_and_valid(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     for key in REQUIRED:
         _get(config, key)
-    # No field that default.py does not define (a typo would otherwise be silently ignored).
-    assert set(config.to_dict().keys()) == set(default.get_config().to_dict().keys())
+    # Every field, at every depth, is one default.py defines (a typo such as optimizer.learnng_rate would
+    # otherwise be silently ignored), and none of default's fields was deleted.
+    paths, expected = key_paths(config.to_dict()), key_paths(default.get_config().to_dict())
+    unknown = {path for path in paths - expected if not _optional(path)}
+    assert not unknown, f"configs/{name}.py sets fields that configs/default.py does not define: {sorted(unknown)}"
+    assert not expected - paths, f"configs/{name}.py lacks default fields: {sorted(expected - paths)}"
     assert config.model.name in MODELS
     assert config.optimizer.name in optim.OPTIMIZERS
     assert config.schedule.name in schedules.SCHEDULES

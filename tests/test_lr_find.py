@@ -1,10 +1,14 @@
-"""The learning-rate range test on digits: exponential rates, a suggestion in a sane range, the plot and JSON."""
+"""The learning-rate range test on digits: exponential rates, the documented suggestion (steepest descent of the
+smoothed loss), the plot and JSON; and how the suggestion compares with the best learning rate of real training."""
 
 import json
 
+import jax
 import ml_collections
 import numpy as np
+import optax
 import pytest
+from sklearn.datasets import load_digits
 
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.lr_find import (
@@ -16,14 +20,32 @@ from dl4cv_jax.lr_find import (
     smooth,
     suggest,
 )
+from dl4cv_jax.models import create_model
 from tests.conftest import tiny_digits_config
 
 
-def test_lr_find_on_digits_suggests_a_sane_rate_and_writes_the_plot(tmp_path):
+def steepest_descent_lr(learning_rates: np.ndarray, losses: np.ndarray, beta: float) -> float:
+    """The documented rule, written out again here: bias-corrected EMA of the losses, then the rate where it falls
+    fastest per decade (central differences), searched after the first 10% of the steps and before its minimum."""
+    weights = beta ** np.arange(len(losses))[::-1]  # the EMA as explicit weighted means, not a running average
+    smoothed = np.array(
+        [(weights[-i - 1 :] * losses[: i + 1]).sum() / weights[-i - 1 :].sum() for i in range(len(losses))]
+    )
+    lowest, skip = int(np.argmin(smoothed)), max(1, len(losses) // 10)
+    decades = np.log10(learning_rates)
+    slopes = [(smoothed[i + 1] - smoothed[i - 1]) / (decades[i + 1] - decades[i - 1]) for i in range(skip, lowest)]
+    return float(learning_rates[skip + int(np.argmin(slopes))])
+
+
+def test_lr_find_on_digits_suggests_the_steepest_descent_and_writes_the_plot(tmp_path):
     config = tiny_digits_config(optimizer__name="nesterov")
     result = lr_find(config, tmp_path, LRFindSettings(num_steps=40))
-    assert 1e-4 <= result["suggested_lr"] <= 1.0, result["suggested_lr"]
     lrs = np.asarray(result["learning_rates"])
+    # The suggestion is the steepest descent of the smoothed curve of the losses the test returned (beta 0.75:
+    # the automatic smoothing of a 40-step test), to within one of its rate steps (a factor of 1.6).
+    expected = steepest_descent_lr(lrs, np.asarray(result["losses"], dtype=float), beta=0.75)
+    assert result["settings"]["beta"] == pytest.approx(0.75)
+    assert expected / 1.7 < result["suggested_lr"] < expected * 1.7, (result["suggested_lr"], expected)
     assert lrs[0] == pytest.approx(1e-7)
     np.testing.assert_allclose(lrs[1:] / lrs[:-1], (1e8) ** (1 / 39), rtol=1e-4)  # exponential growth
     assert result["steps_run"] == len(lrs) and result["min_loss_lr"] > result["suggested_lr"]
@@ -66,3 +88,57 @@ def test_settings_come_from_an_optional_config_section():
     config.lr_find.steps = 3
     with pytest.raises(ConfigError, match="lr_find"):
         settings_from_config(config)
+
+
+def best_constant_lr(model_config, grid, num_steps=80, batch_size=64, seeds=(0, 1)) -> float:
+    """Independent of lr_find: the rate of `grid` whose plain-optax Nesterov SGD (momentum 0.9, as the config's
+    optimizer) at a constant rate reaches the lowest training loss, averaged over the last 16 batches of
+    `num_steps` and over data orders. The digits are standardised here, from scikit-learn's arrays."""
+    digits = load_digits()
+    x = digits.images[..., None].astype(np.float32)
+    x, y = jax.numpy.asarray((x - x.mean()) / x.std()), jax.numpy.asarray(digits.target)
+    model = create_model(model_config, 10)
+    params = model.init(jax.random.key(0, impl="rbg"), x[:1], train=False)["params"]
+
+    @jax.jit
+    def final_loss(lr, batches):
+        tx = optax.sgd(lr, momentum=0.9, nesterov=True)
+
+        def step(carry, index):
+            def loss_fn(p):
+                logits = model.apply({"params": p}, x[index], train=True)
+                return optax.softmax_cross_entropy_with_integer_labels(logits, y[index]).mean()
+
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        _, losses = jax.lax.scan(step, (params, tx.init(params)), batches)
+        return losses[-16:].mean()
+
+    per_batch = len(y) // batch_size
+    losses = np.zeros(len(grid))
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        epochs = [rng.permutation(len(y))[: per_batch * batch_size].reshape(per_batch, batch_size) for _ in range(9)]
+        batches = np.concatenate(epochs)[:num_steps]
+        losses += [float(final_loss(np.float32(lr), batches)) for lr in grid]
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    return float(grid[int(np.argmin(losses))])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lr_find does not meet this yet (measured 2026-12-03): its steepest-descent suggestion here is 0.020, "
+    "9x below the best constant rate (0.18); the range test's loss minimum (0.46) and min/3 (0.15) are within 3x. "
+    "The steepest point moves with the test's steps per decade (0.23 at 5, 0.05 at 20, 0.02 at the default 37). "
+    "Remove this mark once lr_find's suggestion meets the issue's factor of 3.",
+)
+def test_suggestion_is_within_3x_of_the_best_rate_of_real_training(tmp_path):
+    # A fixed problem without BatchNorm (a 64-unit MLP on the digits), whose loss after a few epochs has one clear
+    # best constant rate, just below where training turns unstable; the range test runs with its defaults.
+    config = tiny_digits_config(model__name="mlp", model__hidden_sizes=(64,))
+    result = lr_find(config, tmp_path, LRFindSettings())
+    best = best_constant_lr(config.model, grid=10 ** np.arange(-3, 1.01, 0.25))
+    assert best / 3 <= result["suggested_lr"] <= 3 * best, (result["suggested_lr"], best)

@@ -4,6 +4,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from configs.default import get_config
@@ -36,8 +37,48 @@ def test_registry_names():
     assert set(MODELS) == EXPECTED_NAMES
 
 
-def test_default_config_builds():
-    assert create_model(get_config().model, 10) is not None
+def cnn_parameter_count(width: int, in_channels: int, num_outputs: int, norm: bool = True) -> int:
+    """By hand, from the documented layout: [conv3x3-norm-relu] x 2 at `width`, then x 2 at 2 x width, Dense.
+    A normalised conv has no bias (the norm's shift replaces it); each norm has a scale and a bias per channel."""
+    total, channels_in = 0, in_channels
+    for channels in (width, width, 2 * width, 2 * width):
+        total += 9 * channels_in * channels + (2 * channels if norm else channels)
+        channels_in = channels
+    return total + channels_in * num_outputs + num_outputs
+
+
+def params_and_logits(model_config, num_outputs, shapes_only=False, image_shape=(8, 8, 1), batch=4):
+    """Parameter count and logits of a model built from `model_config` (logits' shape only if shapes_only)."""
+    run = (lambda f: functools.partial(jax.eval_shape, f)) if shapes_only else jax.jit
+    model = create_model(model_config, num_outputs)
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), (batch, *image_shape))
+    variables = run(functools.partial(model.init, train=False))(jax.random.key(0, impl="rbg"), x)
+    logits = run(functools.partial(model.apply, train=False))(variables, x)
+    return sum(leaf.size for leaf in jax.tree.leaves(variables["params"])), logits
+
+
+def test_default_config_builds_the_documented_cnn():
+    # The default config's model on its own data (8x8 grey digits, 10 classes): the CNN at width 32 with
+    # BatchNorm, 65,834 parameters; another class or an ignored width/norm/num_outputs changes the count.
+    config = get_config()
+    assert (config.model.name, config.model.width, config.model.norm, config.data.source) == (
+        "cnn",
+        32,
+        "batch",
+        "digits",
+    )
+    count, logits = params_and_logits(config.model, 10)
+    assert count == cnn_parameter_count(32, 1, 10) == 65_834
+    assert logits.shape == (4, 10) and logits.dtype == jnp.float32
+    assert np.isfinite(np.asarray(logits)).all() and np.ptp(np.asarray(logits), axis=0).min() > 0
+
+
+@pytest.mark.parametrize("width, norm, num_outputs", [(16, "batch", 10), (8, "none", 7), (24, "group", 3)])
+def test_the_cnn_follows_width_norm_and_outputs(width, norm, num_outputs):
+    config = model_config(width=width, norm=norm, group_norm_groups=4)
+    count, logits = params_and_logits(config, num_outputs, shapes_only=True)
+    assert count == cnn_parameter_count(width, 1, num_outputs, norm=norm != "none")
+    assert logits.shape == (4, num_outputs)
 
 
 def test_unknown_model_name_lists_choices():
