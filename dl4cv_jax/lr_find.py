@@ -3,9 +3,12 @@
 Train from the config's initial state while the learning rate grows exponentially from `start_lr` to `end_lr`,
 one step per rate, and record the loss. It stays flat while the rate is too small to matter, falls where the
 rate is useful, and shoots up where training diverges (the test stops once the smoothed loss exceeds
-`diverge_factor` × its minimum). The suggestion is the rate where the smoothed loss falls fastest per decade
-(the steepest descent, before the minimum); `min_loss_lr / 10` is reported too, as the common rule of thumb.
-Both point at the largest rate that still trains stably, not a rate tuned for the final accuracy.
+`diverge_factor` × its minimum). The suggestion is a third of the rate at the smoothed loss's minimum
+(`min_loss_lr / 3`, half a decade below it): the minimum marks where training at a rising rate turns unstable,
+and the best constant rate sits just below that edge. The steepest descent (fastai's older default) and
+`min_loss_lr / 10` are reported too. The steepest point moves with the test's steps per decade and, at the
+default 300 steps, lies well below the best constant rate; fastai's `valley` (halfway along the longest falling
+stretch) lands lower still, because the noisy plateau of tiny rates counts as part of that stretch.
 
 It uses the library's own pieces (`build_trainer`: model, optimizer from config.optimizer, jit-compiled
 `train_step`, sharding, data order and augmentation), only with this schedule in place of config.schedule.
@@ -76,18 +79,36 @@ def smooth(losses: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
-def suggest(learning_rates: np.ndarray, smoothed: np.ndarray) -> dict[str, float]:
-    """The steepest-descent rate (most negative d loss / d log10 lr, between the first 10% of steps, which the
-    smoothing still pulls around, and the minimum) and the min-loss rate / 10."""
-    lowest = int(np.argmin(smoothed))
-    result = {"min_loss_lr": float(learning_rates[lowest]), "min_loss_lr_div10": float(learning_rates[lowest] / 10)}
+def steepest_descent_lr(learning_rates: np.ndarray, smoothed: np.ndarray, lowest: int) -> float | None:
+    """The rate where the smoothed loss falls fastest per decade (most negative d loss / d log10 lr), searched
+    between the first 10% of the steps, which the smoothing still pulls around, and the minimum at `lowest`.
+    None when there is no descent to measure (the loss fell at once). Reported, not suggested: with many steps
+    per decade it picks the start of the descent, far below the best constant rate."""
     skip = max(1, len(smoothed) // 10)
     if lowest - skip < 2:
-        result["steepest_lr"] = result["min_loss_lr_div10"]  # no descent to measure: the loss fell at once
-        return result
+        return None
     slope = np.gradient(smoothed[: lowest + 1], np.log10(learning_rates[: lowest + 1]))
-    result["steepest_lr"] = float(learning_rates[skip + int(np.argmin(slope[skip:]))])
-    return result
+    return float(learning_rates[skip + int(np.argmin(slope[skip:]))])
+
+
+def suggest(learning_rates: np.ndarray, smoothed: np.ndarray) -> dict[str, float]:
+    """The picks from a smoothed range-test curve: `min_loss_lr_div3` (the suggestion), the min-loss rate itself,
+    min/10 and the steepest descent.
+
+    A third of the min-loss rate, because the minimum is where a rising rate has just turned training unstable
+    (the loss lags the rate, so the edge is a little below it): half a decade lower is a rate that still trains
+    fast and stays stable at a constant value. Trap: when the loss never turned up (no divergence before
+    end_lr), the minimum is the last rate and the suggestion only a lower bound; rerun with a larger end_lr.
+    """
+    lowest = int(np.argmin(smoothed))
+    min_loss_lr = float(learning_rates[lowest])
+    steepest = steepest_descent_lr(learning_rates, smoothed, lowest)
+    return {
+        "min_loss_lr": min_loss_lr,
+        "min_loss_lr_div3": min_loss_lr / 3,
+        "min_loss_lr_div10": min_loss_lr / 10,
+        "steepest_lr": min_loss_lr / 10 if steepest is None else steepest,
+    }
 
 
 def diverging(loss: float, smoothed: float, lowest: float, factor: float) -> bool:
@@ -138,13 +159,16 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
     finite = np.isfinite(raw)
     ax.plot(lrs[finite], raw[finite], color="0.75", linewidth=0.8, label="loss")
     ax.plot(lrs, smoothed, color="C0", label="smoothed loss")
-    ax.axvline(result["suggested_lr"], color="C3", linestyle="--", label=f"steepest: {result['suggested_lr']:.2g}")
     ax.axvline(
-        result["min_loss_lr_div10"], color="C2", linestyle=":", label=f"min/10: {result['min_loss_lr_div10']:.2g}"
+        result["suggested_lr"], color="C3", linestyle="--", label=f"suggested (min/3): {result['suggested_lr']:.2g}"
     )
+    ax.axvline(result["min_loss_lr"], color="0.4", linestyle=":", label=f"min loss: {result['min_loss_lr']:.2g}")
+    ax.axvline(result["steepest_lr"], color="C2", linestyle=":", label=f"steepest: {result['steepest_lr']:.2g}")
     top = min(np.nanmax(smoothed), result["settings"]["diverge_factor"] * np.nanmin(smoothed))
     ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="learning-rate range test")
-    ax.set_ylim(top=top * 1.05)
+    # Both ends set: the diverged steps' huge raw losses would otherwise stretch the autoscaled bottom below 0.
+    bottom = min(np.min(raw[finite]), np.nanmin(smoothed))
+    ax.set_ylim(bottom - 0.05 * (top - bottom), top + 0.05 * (top - bottom))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
@@ -157,7 +181,7 @@ def lr_find(
 ) -> dict[str, Any]:
     """Runs the range test for `config`, writes workdir/lr_find.json and lr_find.png, returns the result.
 
-    `suggested_lr` is the steepest-descent rate; a fine starting value for optimizer.learning_rate with a
+    `suggested_lr` is a third of the min-loss rate; a fine starting value for optimizer.learning_rate with a
     schedule that decays from it (cosine, one_cycle's peak).
     """
     settings = settings or settings_from_config(config)
@@ -168,8 +192,8 @@ def lr_find(
     valid = np.isfinite(smoothed)
     picks = suggest(learning_rates[valid], smoothed[valid])
     result = {
-        "suggested_lr": picks["steepest_lr"],
-        "method": "steepest descent of the smoothed loss (d loss / d log10 lr), before its minimum",
+        "suggested_lr": picks["min_loss_lr_div3"],
+        "method": "a third of the learning rate at the smoothed loss's minimum (min_loss_lr / 3)",
         **picks,
         "steps_run": len(losses),
         "diverged": diverged,
@@ -183,12 +207,12 @@ def lr_find(
         write_json(workdir / "lr_find.json", result)
         plot({**result, "losses": losses, "smoothed_losses": smoothed}, workdir / "lr_find.png")
     logging.info(
-        "lr_find (%s, %d steps%s): suggested learning rate %.3g (steepest descent); min-loss/10 %.3g -> %s",
+        "lr_find (%s, %d steps%s): suggested learning rate %.3g (min-loss / 3); steepest descent %.3g -> %s",
         config.optimizer.name,
         len(losses),
         ", stopped at divergence" if result["diverged"] else "",
         result["suggested_lr"],
-        result["min_loss_lr_div10"],
+        result["steepest_lr"],
         workdir / "lr_find.png",
     )
     return result
