@@ -62,7 +62,7 @@ def test_every_trial_runs_in_its_own_workdir_and_a_failure_is_recorded(sweep_run
             assert _status(trial)["status"] == "done"
     failed = _status(out / f"{BAD},seed=0")
     assert failed["status"] == "failed" and failed["returncode"] != 0
-    assert failed["error"].startswith("FATAL Flags parsing error: flag --config.optimizer.learning_rate=fast")
+    assert failed["error"].startswith("error: --config.optimizer.learning_rate=fast: could not convert")
     assert json.loads((out / "sweep.json").read_text())["trials"][0] == f"{GOOD[0]},seed=0"
 
 
