@@ -50,7 +50,9 @@ def test_best_epoch_follows_the_monitor_direction(monitor):
         best, best_epoch = (value, epoch) if improved else (best, best_epoch)
         expected.append((improved, best_epoch))
     assert list(zip(flags, [loop["best_epoch"] for loop in loops], strict=True)) == expected
-    assert all(set(loop) == {"epoch", "best_epoch", "stopped_early", "best", "early", "data"} for loop in loops)
+    fields = {"epoch", "best_epoch", "stopped_early", "best", "early", "data", "history"}
+    assert all(set(loop) == fields for loop in loops)
+    assert [row["epoch"] for row in loops[-1]["history"]] == [1, 2, 3, 4, 5]  # the rows travel with the state
     assert [loop["epoch"] for loop in loops] == [1, 2, 3, 4, 5]
     assert loops[-1]["data"] == {"class_names": ["a", "b"], "image_shape": [8, 8, 1], "mean": [0.5], "std": [0.25]}
     assert not any(loop["stopped_early"] for loop in loops)  # patience 0: off
@@ -80,8 +82,8 @@ class RecordingStore:
     def save(self, which, step, state, loop):
         self.saves.append((which, step))
 
-    def wait(self):
-        pass
+    def wait(self, which=None):
+        self.saves.append(("wait", which))
 
     def latest_step(self, which):
         return self.best_step if which == BEST else None
@@ -94,7 +96,8 @@ def test_save_epoch_writes_best_only_when_improved():
     store = RecordingStore()
     epoch_end.save_epoch(store, 10, "state", {}, improved=True)
     epoch_end.save_epoch(store, 20, "state", {}, improved=False)
-    assert store.saves == [(BEST, 10), (LATEST, 10), (LATEST, 20)]
+    # The best checkpoint is complete before the latest one is started (a kill in between keeps both consistent).
+    assert store.saves == [(BEST, 10), ("wait", BEST), (LATEST, 10), (LATEST, 20)]
 
 
 def test_best_state_falls_back_to_the_current_state_without_a_best_checkpoint():
