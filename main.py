@@ -115,6 +115,17 @@ def os_error_line(error: OSError) -> str:
     return f"{error.filename}{second}: {error.strerror or type(error).__name__}"
 
 
+def exit_before_finalization(line: str) -> None:
+    """Prints `line` and ends the process with status 1 at once. After a failed background save, orbax leaves
+    tensorstore writes in flight whose callbacks target an event loop it has closed; at interpreter shutdown
+    each would print a traceback under the one line (see also `ignoring_closed_loop_callbacks`). Everything the
+    run keeps was written and closed before the failing save began, so skipping Python's finalization loses
+    nothing."""
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def run_mode(mode: str, command: Command) -> None:
     """Runs one mode; bad input (a ConfigError, a missing or unreadable file), a diverged run or a mode's own
     failure exits with status 1 and one `error:` line, no traceback."""
@@ -122,18 +133,35 @@ def run_mode(mode: str, command: Command) -> None:
     from dl4cv_jax.train.checkpoints import CheckpointWriteError, UnreadableCheckpointError
     from dl4cv_jax.train.loop import TrainingDivergedError
 
-    one_line = (ConfigError, TrainingDivergedError, CheckpointWriteError, UnreadableCheckpointError)
+    one_line = (ConfigError, TrainingDivergedError, UnreadableCheckpointError)
     try:
         failure = MODES[mode](command)  # None, or why a run that raised nothing failed
     except one_line as error:
         sys.exit(f"error: {error}")
+    except CheckpointWriteError as error:
+        exit_before_finalization(f"error: {error}")
     except OSError as error:
         sys.exit(f"error: {os_error_line(error)}")
     if failure:
         sys.exit(f"error: {failure}")
 
 
+def ignoring_closed_loop_callbacks(default_hook):
+    """sys.unraisablehook that drops `RuntimeError('Event loop is closed')` and passes anything else on.
+    When a background checkpoint write fails (a full disk), orbax closes its event loop while tensorstore still
+    has writes in flight; each of them, finishing, calls back into the closed loop from a C++ thread, and
+    Python would print a traceback for every one under the run's one `error:` line."""
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        default_hook(unraisable)
+
+    return hook
+
+
 def main(argv: list[str]) -> None:
+    sys.unraisablehook = ignoring_closed_loop_callbacks(sys.unraisablehook)
     logging.set_verbosity(logging.INFO)
     handler = logging.get_absl_handler()
     handler.addFilter(_quiet_library_info)
