@@ -142,7 +142,9 @@ class InceptionAux(nn.Module):
 class GoogLeNet(nn.Module):
     """Stem (conv1, pool, conv2, conv3, pool), Inception 3a-3b, pool, 4a-4e, pool, 5a-5b, global average pool,
     dropout (torchvision: 0.2), Dense `fc`. Module names are torchvision's; see the module docstring for the
-    auxiliary heads, `transform_input` and the CIFAR stem."""
+    auxiliary heads, `transform_input` and the CIFAR stem. `inceptions` names the Inception blocks built, in
+    order (all of `INCEPTIONS`; fewer give a smaller net of the same kinds of block, e.g. for a test); the pools
+    stay before 4a and 5a and the auxiliary heads after 4a and 4d, where those are built."""
 
     num_outputs: int
     norm: NormSpec = NormSpec(epsilon=BATCH_NORM_EPSILON)
@@ -152,6 +154,7 @@ class GoogLeNet(nn.Module):
     aux_dropout_rate: float = 0.7
     transform_input: bool = False
     layers: Layers = FLAX_LAYERS
+    inceptions: tuple[str, ...] = tuple(INCEPTIONS)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -170,7 +173,8 @@ class GoogLeNet(nn.Module):
         # Aux heads run in training only; at init too, so that their parameters exist whatever mode init used.
         run_aux = self.aux_logits and (train or self.is_initializing())
         aux = []
-        for name, widths in INCEPTIONS.items():
+        for name in self.inceptions:
+            widths = INCEPTIONS[name]
             if name in ("inception4a", "inception5a"):
                 x = max_pool_ceil(x, 3 if name == "inception4a" else 2, 2)
             x = Inception(widths, self.norm, self.layers, name=name)(x, train)

@@ -16,23 +16,26 @@ Some checked models are registered ones with fewer repeated blocks (`REDUCED`: t
 `Module.clone`; they are not in `MODELS`), checked against the registered ones the same way: ResNet-50 with two
 Bottlenecks per stage (the first projects, the second is the identity block the deep ones repeat); ViT-B/16 with
 one encoder block (its only backend layer is the patch projection); the MobileNets without the blocks that repeat
-the block before them.
+the block before them; DenseNet-121 with two dense layers per block (the first reads the block's input, the second
+a concatenation); GoogLeNet with one Inception block at 32 and 16 pixels and both at 8 (`GOOGLENET_INCEPTIONS`).
 
 What a representative does not run is the same layers many more times in a row: float32 rounding accumulated over
 150 layers rather than 26. The contract's tolerance is relative to Flax's own float32 error, which grows with depth
 too; the CPU backend's grew somewhat faster in the ResNets, well within the 3x allowed (benchmarks/RESULTS.md,
-"Backend contract: precision"). That is the one thing the deep ResNets checked that their representatives do not;
-DenseNet-121, run whole, stays the deepest net in the contract. Each family keeps one model with and one without
-BatchNorm where it has both, although the calls alone would let VGG-13_bn cover VGG-13: what a conv's output
-flows into changes the numbers the comparison sees.
+"Backend contract: precision", where the whole DenseNet-121 and GoogLeNet are measured too). That is the one thing
+the deep nets checked that their representatives do not; DenseNet-121 and GoogLeNet run whole had cost the
+contract 70-105 s each on a 2-core CI machine. `check_contract('densenet121')` (any name in `MODELS`) still runs a
+whole one by hand. Each family keeps one model with and one without BatchNorm where it has both, although the
+calls alone would let VGG-13_bn cover VGG-13: what a conv's output flows into changes the numbers the comparison
+sees.
 
 `SAME_KINDS_AS` is a weaker mapping, for a family whose depth changes channel counts rather than repeating shapes:
-DenseNet-161/169/201 make DenseNet-121's calls up to the number of channels (each dense layer reads all earlier
-ones, so each of their 1x1 convs and BatchNorms reads a channel count no other model reads). Which side of the CPU
-backend's path thresholds each count is on (`conv.MAX_*_CHANNELS`, all 32 or fewer) is compared as well; what is
-not is oneDNN's own choice of kernel and of thread count at those widths, which tests/backends/cpu/ checks on
-single layers (a few widths, one thread and all). Running all four DenseNets would cost several times DenseNet-121's
-time.
+the DenseNets make their reduced representative's calls up to the number of channels (each dense layer reads all
+earlier ones, so each of their 1x1 convs and BatchNorms reads a channel count no other model reads), and GoogLeNet
+its reduced one's (each Inception block has its own widths). Which side of the CPU backend's path thresholds each
+count is on (`conv.MAX_*_CHANNELS`, all 32 or fewer) is compared as well; what is not is oneDNN's own choice of
+kernel and of thread count at those widths, which tests/backends/cpu/ checks on single layers (a few widths, one
+thread and all).
 """
 
 import dataclasses
@@ -56,6 +59,9 @@ from dl4cv_jax.models.layers import Layers
 # near-zero spread and amplifies float32 rounding far past any tolerance, whichever layers compute it.
 BATCH = (4, 32, 32, 3)
 MOBILENETS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+# GoogLeNet's Inception blocks at each of its three sizes (32, 16 and 8 pixels with the CIFAR stem), 5a and 5b both:
+# at 8 pixels only 5b's "5x5" branch reads more than `conv.MAX_PHASE_CHANNELS` channels (48), 5a's 32.
+GOOGLENET_INCEPTIONS = ("inception3a", "inception4a", "inception5a", "inception5b")
 
 
 def _two_blocks_per_stage(model: nn.Module) -> dict[str, Any]:
@@ -71,23 +77,25 @@ def _no_repeated_block(model: nn.Module) -> dict[str, Any]:
     return {"blocks": (blocks[0], *kept)}
 
 
-# A registered model with fewer repeated blocks: name -> (registered model, the fields `Module.clone` replaces).
+# A registered model with fewer blocks: name -> (registered model, the fields `Module.clone` replaces).
 REDUCED: dict[str, tuple[str, Callable[[nn.Module], dict[str, Any]]]] = {
     "resnet50_2_blocks_per_stage": ("resnet50", _two_blocks_per_stage),
     "vit_b_16_1_layer": ("vit_b_16", lambda model: {"num_layers": 1}),
     **{f"{name}_no_repeats": (name, _no_repeated_block) for name in MOBILENETS},
+    "densenet121_2_layers_per_block": ("densenet121", lambda model: {"block_config": (2, 2, 2, 2)}),
+    "googlenet_4_inceptions": ("googlenet", lambda model: {"inceptions": GOOGLENET_INCEPTIONS}),
 }
 
 # The models the contract runs, costliest first (test_contract*.py share them out alternately). Not in `MODELS`:
 # `REDUCED`'s.
 CHECKED: tuple[str, ...] = (
-    "densenet121",
-    "googlenet",
     "mobilenet_v3_large_no_repeats",
+    "googlenet_4_inceptions",
     "mobilenet_v3_small_no_repeats",
     "mobilenet_v2_no_repeats",
     "resnet50_2_blocks_per_stage",
     "resnet18",
+    "densenet121_2_layers_per_block",
     "vgg13_bn",
     "vit_b_16_1_layer",
     "resnet20",
@@ -110,7 +118,10 @@ COVERED_BY: dict[str, str] = {
 }
 
 # Registered models whose layer calls are a checked model's up to channel counts (see the module docstring).
-SAME_KINDS_AS: dict[str, str] = {f"densenet{depth}": "densenet121" for depth in (161, 169, 201)}
+SAME_KINDS_AS: dict[str, str] = {
+    **{f"densenet{depth}": "densenet121_2_layers_per_block" for depth in (121, 161, 169, 201)},
+    "googlenet": "googlenet_4_inceptions",
+}
 
 
 def build_model(name: str, layers: Layers) -> nn.Module:

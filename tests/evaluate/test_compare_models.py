@@ -52,7 +52,9 @@ def _resnet20_file(path: pathlib.Path) -> dict:
     config = default.get_config().model
     config.name = "resnet20"
     model = create_model(config, 10)
-    variables = jax.jit(lambda x: model.init(jax.random.key(7), x, train=False))(jnp.zeros((1, 16, 16, 3)))
+    # An "rbg" key: XLA:CPU compiles ResNet-20's initialisers in ~2 s with it, ~10 s with the default threefry.
+    key = jax.random.key(7, impl="rbg")
+    variables = jax.jit(lambda x: model.init(key, x, train=False))(jnp.zeros((1, 16, 16, 3)))
     layout, arrays = LAYOUTS["resnet20"], {}
     for var_path, leaf in traverse_util.flatten_dict(variables).items():
         leaf = np.asarray(leaf)

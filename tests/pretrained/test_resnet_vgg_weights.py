@@ -8,7 +8,13 @@ import pytest
 
 from dl4cv_jax.choices import ConfigError
 from dl4cv_jax.pretrained import WeightMismatchError, load_pretrained
-from tests.pretrained.torch_reference import compare_with_torch, our_model, randomise_batch_norm, torchvision_models
+from tests.pretrained.torch_reference import (
+    compare_with_torch,
+    our_model,
+    randomise_batch_norm,
+    torchvision_models,
+    zeros_like_init,
+)
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -84,9 +90,8 @@ def test_cifar_resnet20_in_akamaster_layout(tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}, "best_prec1": 0.0}, path)
     model = our_model("resnet20", 10)
     images = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype(np.float32)
-    fresh = model.init(jax.random.key(0), jnp.asarray(images[:1]), train=False)
-    variables, new_head = load_pretrained(path, "resnet20", fresh)
-    ours = np.asarray(model.apply(variables, jnp.asarray(images), train=False))
+    variables, new_head = load_pretrained(path, "resnet20", zeros_like_init(model, (32, 32, 3)))
+    ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, jnp.asarray(images)))
     with torch.no_grad():
         theirs = net(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
     assert new_head == []

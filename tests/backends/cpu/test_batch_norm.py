@@ -13,6 +13,9 @@ import pytest
 from dl4cv_jax.backends.cpu import onednn_batch_norm
 from dl4cv_jax.backends.cpu.batch_norm import BatchNorm
 
+# Inputs and parameters are drawn with "rbg" keys: XLA:CPU compiles the default threefry generator for about a
+# second per shape drawn, rbg in a fraction of that, and which values these are is beside the point.
+
 pytestmark = pytest.mark.skipif(
     (sys.platform, platform.machine()) != ("linux", "x86_64"), reason="the oneDNN wheels are for Linux x86-64 only"
 )
@@ -41,7 +44,7 @@ def _input(shape, dtype=jnp.float32, seed=0):
 def _trained_variables(shape):
     """Variables with non-trivial scale, bias and running statistics, the same for both layers."""
     channels = shape[-1]
-    keys = jax.random.split(jax.random.key(7), 4)
+    keys = jax.random.split(jax.random.key(7, impl="rbg"), 4)
     return {
         "params": {
             "scale": jax.random.uniform(keys[0], (channels,), minval=0.5, maxval=1.5),
@@ -65,7 +68,7 @@ def test_oneDNN_takes_training_batches_here():
 def test_the_variables_are_flaxs_names_shapes_types_and_initial_values(shape):
     ours, flax_layer = _layers()
     x = _input(shape)
-    mine, theirs = ours.init(jax.random.key(1), x), flax_layer.init(jax.random.key(1), x)
+    mine, theirs = ours.init(jax.random.key(1, impl="rbg"), x), flax_layer.init(jax.random.key(1, impl="rbg"), x)
     assert jax.tree.structure(mine) == jax.tree.structure(theirs)
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs), strict=True):
         assert a.dtype == b.dtype == jnp.float32
@@ -100,7 +103,7 @@ def test_training_output_statistics_and_gradients_equal_flaxs_in_float32(shape, 
 def test_the_compiled_step_runs_oneDNNs_passes_in_training_only():
     x = _input((16, 8, 8, 16))
     ours, _ = _layers(relu=True)
-    variables = ours.init(jax.random.key(0), x)
+    variables = ours.init(jax.random.key(0, impl="rbg"), x)
 
     def step(params, x):
         y, _ = ours.apply({**variables, "params": params}, x, mutable=["batch_stats"])
@@ -175,7 +178,7 @@ def test_a_gradient_penalty_second_derivative_equals_flaxs(relu):
 def test_under_vmap_each_copy_is_normalised_on_its_own():
     ours, _ = _layers()
     xs = jnp.stack([_input((8, 4, 4, 3), seed=s) for s in range(3)])
-    variables = ours.init(jax.random.key(0), xs[0])
+    variables = ours.init(jax.random.key(0, impl="rbg"), xs[0])
     batched, _ = jax.vmap(lambda x: ours.apply(variables, x, mutable=["batch_stats"]))(xs)
     for x, y in zip(xs, batched, strict=True):
         np.testing.assert_allclose(y, ours.apply(variables, x, mutable=["batch_stats"])[0], rtol=1e-6, atol=1e-6)
@@ -207,7 +210,7 @@ def test_a_shape_onednn_cannot_take_runs_flaxs_layer(monkeypatch):
     monkeypatch.setattr(onednn_batch_norm, "workspace_bytes", lambda shape, dtype: -1)
     assert not onednn_batch_norm.applies(x)
     ours, flax_layer = _layers(relu=True)
-    variables = ours.init(jax.random.key(0), x)
+    variables = ours.init(jax.random.key(0, impl="rbg"), x)
     hlo = jax.jit(lambda x: _apply(ours, variables, x, relu=True)[0]).lower(x).compile().as_text()
     assert "dl4cv_onednn_batch_norm" not in hlo
     mine, theirs = _apply(ours, variables, x, relu=True)[0], _apply(flax_layer, variables, x, relu=True)[0]

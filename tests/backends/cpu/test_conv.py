@@ -15,6 +15,9 @@ from dl4cv_jax.backends.cpu.layers import cpu_layers
 from dl4cv_jax.models import create_model
 from tests.conftest import tiny_digits_config
 
+# Inputs and parameters are drawn with "rbg" keys: XLA:CPU compiles the default threefry generator for about a
+# second per shape drawn, rbg in a fraction of that, and which values these are is beside the point.
+
 
 @pytest.fixture(autouse=True)
 def _xla_paths(monkeypatch):
@@ -46,9 +49,9 @@ def _layers(features, kernel, padding, strides=(1, 1)):
     ],
 )
 def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, padding, strides, path):
-    x = jax.random.normal(jax.random.key(1), shape)
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), shape)
     fast, plain = _layers(6, kernel, padding, strides)
-    params = plain.init(jax.random.key(0), x)
+    params = plain.init(jax.random.key(0, impl="rbg"), x)
     assert conv.cpu_path(x, params["params"]["kernel"], strides, conv._FLAX_2D) == path
 
     def loss(p, x, layer):  # a nonlinear loss, so the gradient flows through non-trivial cotangents
@@ -67,9 +70,9 @@ def test_cpu_paths_equal_xla_convolution_in_value_and_gradient(shape, kernel, pa
     [(1, (1, 1), "tap_sum"), (6, (1, 1), "canonical"), (6, (2, 2), "phase")],  # col2im is float32 only
 )
 def test_bfloat16_inputs_keep_their_dtype_and_stay_close(channels, strides, expected):
-    x = jax.random.normal(jax.random.key(1), (4, 10, 10, channels)).astype(jnp.bfloat16)
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), (4, 10, 10, channels)).astype(jnp.bfloat16)
     fast, plain = _layers(4, (3, 3), "SAME", strides)
-    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), plain.init(jax.random.key(0), x))
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), plain.init(jax.random.key(0, impl="rbg"), x))
     assert conv.cpu_path(x, params["params"]["kernel"], strides, conv._FLAX_2D) == expected
     y_fast, y_plain = fast.apply(params, x), plain.apply(params, x)
     assert y_fast.dtype == y_plain.dtype == jnp.bfloat16
@@ -109,7 +112,7 @@ def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
     monkeypatch.setattr(conv, "KEEP_CONV_INPUTS", False)  # the conv inputs' conditionals: test_conv_inputs.py
     model = create_model(tiny_digits_config(model__name="lenet").model, 10, cpu_layers())
     x = jnp.ones((2, 28, 28, 1))
-    params = model.init(jax.random.key(0), x, train=False)
+    params = model.init(jax.random.key(0, impl="rbg"), x, train=False)
     hlo = jax.jit(lambda p: model.apply(p, x, train=False)).lower(params).compile().as_text()
     assert hlo.count(" conditional(") == 1
     monkeypatch.setattr(conv, "MAX_TAP_SUM_CHANNELS", 0)  # read while tracing: a new function traces anew
@@ -118,7 +121,10 @@ def test_lenet_on_grey_images_runs_its_first_layer_as_a_tap_sum(monkeypatch):
 
 
 def test_phase_input_gradient_can_be_turned_off_and_skips_cropping_pads(monkeypatch):
-    x, w = jax.random.normal(jax.random.key(1), (2, 9, 9, 4)), jax.random.normal(jax.random.key(2), (3, 3, 4, 5))
+    x, w = (
+        jax.random.normal(jax.random.key(1, impl="rbg"), (2, 9, 9, 4)),
+        jax.random.normal(jax.random.key(2, impl="rbg"), (3, 3, 4, 5)),
+    )
     default = conv.MAX_PHASE_CHANNELS
     monkeypatch.setattr(conv, "MAX_PHASE_CHANNELS", 0)
     assert conv.cpu_path(x, w, (2, 2), conv._FLAX_2D) == "canonical"
@@ -144,9 +150,9 @@ def _convolutions(hlo: str) -> list[str]:
 def test_gradients_inside_a_scan_reach_xla_cpu_in_its_standard_layout():
     # Inside a while loop XLA:CPU leaves a convolution in the dimension order it gets; autodiff's kernel gradient
     # (f01b_i01o->01bf) then runs as a generic loop, 50-80x slower here. The drop-in's gradients are all NHWC/HWIO.
-    x = jax.random.normal(jax.random.key(1), (3, 4, 10, 10, 12))  # 3 steps of 4 images
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), (3, 4, 10, 10, 12))  # 3 steps of 4 images
     fast, plain = _layers(5, (3, 3), "SAME", (1, 1))
-    params = plain.init(jax.random.key(0), x[0])
+    params = plain.init(jax.random.key(0, impl="rbg"), x[0])
 
     def epoch(layer):
         def step(carry, batch):  # the input gradient too, as a layer below this one would need it

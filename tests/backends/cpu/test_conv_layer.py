@@ -15,6 +15,9 @@ from dl4cv_jax.models import create_model
 from dl4cv_jax.models.norm import conv_kernel_init
 from tests.conftest import tiny_digits_config
 
+# Inputs and parameters are drawn with "rbg" keys: XLA:CPU compiles the default threefry generator for about a
+# second per shape drawn, rbg in a fraction of that, and which values these are is beside the point.
+
 
 def _flax_conv(features, kernel, strides, padding, use_bias):
     return nn.Conv(
@@ -41,13 +44,13 @@ def _sum_sin(layer, params, x):  # a nonlinear loss, so the cotangents are not a
     ],
 )
 def test_same_parameters_values_and_gradients_as_nn_conv(shape, features, kernel, strides, padding, use_bias):
-    x = jax.random.normal(jax.random.key(1), shape)
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), shape)
     ours, flax_conv = (
         Conv(features, kernel, strides, padding, use_bias, kernel_init=conv_kernel_init),
         _flax_conv(*(features, kernel), strides, padding, use_bias),
     )
-    params = ours.init(jax.random.key(0), x)
-    expected_params = flax_conv.init(jax.random.key(0), x)
+    params = ours.init(jax.random.key(0, impl="rbg"), x)
+    expected_params = flax_conv.init(jax.random.key(0, impl="rbg"), x)
     assert jax.tree.structure(params) == jax.tree.structure(expected_params)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected_params), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -69,10 +72,10 @@ def _reduce_sum_dtypes(jaxpr) -> list:
 
 
 def test_bfloat16_bias_gradient_is_a_float32_sum_rounded_once():
-    x = jax.random.normal(jax.random.key(1), (8, 12, 12, 1)).astype(jnp.bfloat16)
-    cotangent = jax.random.normal(jax.random.key(2), (8, 12, 12, 6)).astype(jnp.bfloat16)
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), (8, 12, 12, 1)).astype(jnp.bfloat16)
+    cotangent = jax.random.normal(jax.random.key(2, impl="rbg"), (8, 12, 12, 6)).astype(jnp.bfloat16)
     ours, flax_conv = Conv(6, (5, 5)), _flax_conv(6, (5, 5), (1, 1), "SAME", True)
-    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), ours.init(jax.random.key(0), x))
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), ours.init(jax.random.key(0, impl="rbg"), x))
 
     def bias_gradient(layer):
         def loss(p):
@@ -92,9 +95,9 @@ def test_bfloat16_bias_gradient_is_a_float32_sum_rounded_once():
 
 
 def test_add_bias_under_vmap_equals_each_copy():
-    y = jax.random.normal(jax.random.key(0), (3, 2, 4, 4, 5))
-    bias = jax.random.normal(jax.random.key(1), (3, 5))
-    g = jax.random.normal(jax.random.key(2), y.shape)
+    y = jax.random.normal(jax.random.key(0, impl="rbg"), (3, 2, 4, 4, 5))
+    bias = jax.random.normal(jax.random.key(1, impl="rbg"), (3, 5))
+    g = jax.random.normal(jax.random.key(2, impl="rbg"), y.shape)
     out, vjp = jax.vjp(jax.vmap(add_bias), y, bias)
     dy, dbias = vjp(g)
     for k in range(3):
@@ -107,6 +110,6 @@ def test_models_keep_their_parameter_names():
     # Checkpoints saved before this layer existed must still restore: LeNet's convs are 'conv1' and 'conv2',
     # each with a 'kernel' and a 'bias', as nn.Conv named them.
     model = create_model(tiny_digits_config(model__name="lenet").model, 10, cpu_layers())
-    params = model.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)), train=False)["params"]
+    params = model.init(jax.random.key(0, impl="rbg"), jnp.ones((1, 28, 28, 1)), train=False)["params"]
     assert set(params["conv1"]) == set(params["conv2"]) == {"kernel", "bias"}
     assert params["conv1"]["kernel"].shape == (5, 5, 1, 6) and params["conv2"]["bias"].shape == (16,)

@@ -19,6 +19,9 @@ from dl4cv_jax.backends.cpu.layers import cpu_layers
 from dl4cv_jax.models import create_model
 from tests.conftest import tiny_digits_config
 
+# Inputs and parameters are drawn with "rbg" keys: XLA:CPU compiles the default threefry generator for about a
+# second per shape drawn, rbg in a fraction of that, and which values these are is beside the point.
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
 # oneDNN's bfloat16 convolutions need AVX-512; on an AVX2 processor the CPU backend gives such layers to XLA
 # (tested in test_float32_and_bfloat16_layers_take_onednn_and_other_ones_keep_xla), and these tests do not apply.
@@ -54,7 +57,7 @@ def test_the_bridge_builds_and_registers_on_this_cpu():
 @pytest.mark.parametrize("macs_per_thread", [10**18, 1], ids=["one_thread", "every_thread"])
 def test_value_and_both_gradients_equal_xla_convolution(shape, kernel, strides, pads, macs_per_thread, monkeypatch):
     monkeypatch.setattr(onednn_conv, "MACS_PER_THREAD", macs_per_thread)
-    keys = jax.random.split(jax.random.key(0), 3)
+    keys = jax.random.split(jax.random.key(0, impl="rbg"), 3)
     x = jax.random.normal(keys[0], shape)
     w = jax.random.normal(keys[1], (*kernel, shape[3], 7)) * 0.3
     y, vjp = jax.vjp(lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC), x, w)
@@ -169,9 +172,9 @@ def _custom_calls(compiled_hlo: str) -> list[str]:
 @pytest.mark.parametrize("model_name", ["lenet", "cnn"])
 def test_a_models_train_gradient_runs_on_onednn_and_matches_xla(model_name, monkeypatch):
     model = create_model(tiny_digits_config(model__name=model_name).model, 10, cpu_layers())
-    x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1) if model_name == "lenet" else (4, 8, 8, 1))
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), (4, 28, 28, 1) if model_name == "lenet" else (4, 8, 8, 1))
     labels = jnp.arange(4) % 10
-    variables = model.init(jax.random.key(0), x, train=False)
+    variables = model.init(jax.random.key(0, impl="rbg"), x, train=False)
 
     def loss(params):
         logits, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
@@ -193,7 +196,10 @@ def _loss(conv_fn, x, w):
 
 
 def test_gradients_are_bit_identical_from_run_to_run():
-    x, w = jax.random.normal(jax.random.key(1), (8, 16, 16, 16)), jax.random.normal(jax.random.key(2), (3, 3, 16, 8))
+    x, w = (
+        jax.random.normal(jax.random.key(1, impl="rbg"), (8, 16, 16, 16)),
+        jax.random.normal(jax.random.key(2, impl="rbg"), (3, 3, 16, 8)),
+    )
     grad = jax.jit(jax.grad(_loss, argnums=(1, 2)), static_argnums=0)
     first = grad(conv.conv_general_dilated, x, w)
     for _ in range(3):
@@ -202,8 +208,8 @@ def test_gradients_are_bit_identical_from_run_to_run():
 
 
 def test_vmapped_kernels_and_a_scan_give_the_separate_convolutions_answers():
-    xs = jax.random.normal(jax.random.key(1), (3, 2, 8, 8, 4))  # 3 copies (vmap) or 3 steps (scan)
-    ws = jax.random.normal(jax.random.key(2), (3, 3, 3, 4, 5))
+    xs = jax.random.normal(jax.random.key(1, impl="rbg"), (3, 2, 8, 8, 4))  # 3 copies (vmap) or 3 steps (scan)
+    ws = jax.random.normal(jax.random.key(2, impl="rbg"), (3, 3, 3, 4, 5))
     grad = jax.grad(_loss, argnums=(1, 2))
     expected = [jax.grad(_loss, argnums=(1, 2))(lax.conv_general_dilated, x, w) for x, w in zip(xs, ws, strict=True)]
     vmapped = jax.jit(jax.vmap(lambda x, w: grad(conv.conv_general_dilated, x, w)))(xs, ws)
@@ -239,7 +245,7 @@ def test_the_library_is_built_once_and_then_reused(tmp_path, monkeypatch):
 def test_bfloat16_convolutions_round_like_xlas():
     # Both accumulate in float32 and round the result to bfloat16: compared with float32 on the same
     # (bf16-rounded) inputs, oneDNN's error is bf16 rounding, as large as XLA's own bf16 convolution's.
-    keys = jax.random.split(jax.random.key(0), 3)
+    keys = jax.random.split(jax.random.key(0, impl="rbg"), 3)
     x = jax.random.normal(keys[0], (4, 10, 10, 16)).astype(jnp.bfloat16)
     w = (jax.random.normal(keys[1], (3, 3, 16, 8)) * 0.3).astype(jnp.bfloat16)
     g = jax.random.normal(keys[2], (4, 5, 5, 8)).astype(jnp.bfloat16)
@@ -264,8 +270,8 @@ def test_bfloat16_convolutions_round_like_xlas():
 
 def test_a_flax_layer_on_onednn_has_the_plain_layers_output():
     layer = nn.Conv(6, (3, 3), (2, 2), padding="SAME", conv_general_dilated=conv.conv_general_dilated)
-    x = jax.random.normal(jax.random.key(1), (2, 9, 9, 5))
-    params = nn.Conv(6, (3, 3), (2, 2), padding="SAME").init(jax.random.key(0), x)
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), (2, 9, 9, 5))
+    params = nn.Conv(6, (3, 3), (2, 2), padding="SAME").init(jax.random.key(0, impl="rbg"), x)
     expected = nn.Conv(6, (3, 3), (2, 2), padding="SAME").apply(params, x)
     np.testing.assert_allclose(layer.apply(params, x), expected, rtol=1e-5, atol=1e-5)
 
@@ -314,7 +320,7 @@ def test_few_channel_passes_take_the_direct_kernel_where_onednn_first_picks_a_br
 def test_wide_convs_keep_onednns_first_kernel_and_xlas_values():
     # The direct kernels are covered by the tests above (all their convs have few channels); this one runs the
     # brgemm kernels that wide layers keep.
-    keys = jax.random.split(jax.random.key(0), 3)
+    keys = jax.random.split(jax.random.key(0, impl="rbg"), 3)
     x, w = jax.random.normal(keys[0], (2, 6, 6, 40)), jax.random.normal(keys[1], (3, 3, 40, 48)) * 0.1
     strides, pads = (1, 1), ((1, 1), (1, 1))
     for direction in ("forward", "input_gradient"):

@@ -12,6 +12,9 @@ from jax import lax
 from dl4cv_jax.backends.cpu import conv
 from dl4cv_jax.backends.cpu.unrolled_vmap import unrolled_under_vmap
 
+# Inputs and parameters are drawn with "rbg" keys: XLA:CPU compiles the default threefry generator for about a
+# second per shape drawn, rbg in a fraction of that, and which values these are is beside the point.
+
 K = 3
 
 
@@ -32,7 +35,10 @@ def test_a_function_runs_once_per_copy_when_every_argument_is_batched():
     def matmul(a, b):
         return a @ b, a.sum()
 
-    a, b = jax.random.normal(jax.random.key(0), (K, 2, 4)), jax.random.normal(jax.random.key(1), (K, 4, 5))
+    a, b = (
+        jax.random.normal(jax.random.key(0, impl="rbg"), (K, 2, 4)),
+        jax.random.normal(jax.random.key(1, impl="rbg"), (K, 4, 5)),
+    )
     unrolled = jax.vmap(unrolled_under_vmap(matmul))
     assert str(jax.make_jaxpr(unrolled)(a, b)).count("dot_general") == K  # one unbatched product per copy
     for g, e in zip(unrolled(a, b), jax.vmap(matmul)(a, b), strict=True):
@@ -43,8 +49,10 @@ def test_a_function_runs_once_per_copy_when_every_argument_is_batched():
 
 
 def test_vmapped_models_run_ungrouped_convolutions_with_the_values_of_separate_ones(xla_paths):
-    x = jax.random.normal(jax.random.key(1), (K, 4, 8, 8, 12))  # K copies: own batches, own kernels (vmap_seeds)
-    w = jax.random.normal(jax.random.key(2), (K, 3, 3, 12, 5))
+    x = jax.random.normal(
+        jax.random.key(1, impl="rbg"), (K, 4, 8, 8, 12)
+    )  # K copies: own batches, own kernels (vmap_seeds)
+    w = jax.random.normal(jax.random.key(2, impl="rbg"), (K, 3, 3, 12, 5))
     grads = jax.jit(jax.vmap(jax.grad(lambda w, x: _loss(conv.conv_general_dilated, w, x), argnums=(0, 1))))
     assert conv.cpu_path(x[0], w[0], (1, 1), conv._FLAX_2D) == "canonical"
     assert _grouped(grads.lower(w, x).compile().as_text()) == [False] * (3 * K)  # value, input and kernel gradient
@@ -56,7 +64,10 @@ def test_vmapped_models_run_ungrouped_convolutions_with_the_values_of_separate_o
 
 
 def test_a_kernel_shared_by_every_copy_keeps_one_batched_convolution(xla_paths):
-    x, w = jax.random.normal(jax.random.key(1), (K, 4, 8, 8, 12)), jax.random.normal(jax.random.key(2), (3, 3, 12, 5))
+    x, w = (
+        jax.random.normal(jax.random.key(1, impl="rbg"), (K, 4, 8, 8, 12)),
+        jax.random.normal(jax.random.key(2, impl="rbg"), (3, 3, 12, 5)),
+    )
     forward = jax.jit(
         jax.vmap(lambda x: conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=conv._FLAX_2D))
     )
@@ -69,7 +80,10 @@ def test_a_kernel_shared_by_every_copy_keeps_one_batched_convolution(xla_paths):
 def test_the_drop_in_stays_twice_differentiable(use_onednn, monkeypatch):
     # A gradient penalty differentiates the gradient; custom_vmap alone has no reverse-mode rule, nor an FFI call.
     monkeypatch.setattr(conv, "USE_ONEDNN", use_onednn)
-    x, w = jax.random.normal(jax.random.key(1), (2, 8, 8, 12)), jax.random.normal(jax.random.key(2), (3, 3, 12, 5))
+    x, w = (
+        jax.random.normal(jax.random.key(1, impl="rbg"), (2, 8, 8, 12)),
+        jax.random.normal(jax.random.key(2, impl="rbg"), (3, 3, 12, 5)),
+    )
 
     def penalty(conv_fn, w):
         return jnp.sum(jax.grad(lambda x: _loss(conv_fn, w, x))(x) ** 2)
