@@ -50,6 +50,13 @@ flags.DEFINE_string(
     "class_map", None, "compare_models: folder class -> model class: JSON {folder: index}, or class names in order."
 )
 flags.DEFINE_integer("batch_size", 128, "compare_models: evaluation batch, and the batch of the images/second.")
+# Several processes (docs/multihost.md); SLURM and TPU pods need none of these, jax reads their environment.
+flags.DEFINE_string(
+    "coordinator", None, "host:port of process 0, for a job of several processes (JAX_COORDINATOR_ADDRESS)."
+)
+flags.DEFINE_integer("num_processes", None, "How many processes the job has (JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1 (JAX_PROCESS_ID).")
+flags.DEFINE_integer("distributed_timeout", 60, "Seconds until a lost process stops the others (heartbeat, shutdown).")
 
 # The modes that read each mode-specific flag; given to another mode, the flag would be silently ignored.
 MODE_FLAGS = {
@@ -132,13 +139,14 @@ def run_mode(mode: str, command: Command) -> None:
     from dl4cv_jax.choices import ConfigError
     from dl4cv_jax.train.checkpoints import CheckpointWriteError, UnreadableCheckpointError
     from dl4cv_jax.train.loop import TrainingDivergedError
+    from dl4cv_jax.train.sharding import LostProcessError
 
     one_line = (ConfigError, TrainingDivergedError, UnreadableCheckpointError)
     try:
         failure = MODES[mode](command)  # None, or why a run that raised nothing failed
     except one_line as error:
         sys.exit(f"error: {error}")
-    except CheckpointWriteError as error:
+    except (CheckpointWriteError, LostProcessError) as error:  # a lost process: jax's exit would wait for it
         exit_before_finalization(f"error: {error}")
     except OSError as error:
         sys.exit(f"error: {os_error_line(error)}")
@@ -170,9 +178,15 @@ def main(argv: list[str]) -> None:
         command = _command(argv)
     except app.UsageError as error:  # absl would print the whole usage text around it
         sys.exit(f"error: {error}")
+    from dl4cv_jax.choices import ConfigError
     from dl4cv_jax.train.sharding import maybe_initialize_distributed
 
-    maybe_initialize_distributed()
+    try:
+        maybe_initialize_distributed(
+            FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed_timeout
+        )
+    except ConfigError as error:  # a half-described cluster: one line, before any process waits for the others
+        sys.exit(f"error: {error}")
     run_mode(FLAGS.mode, command)
 
 

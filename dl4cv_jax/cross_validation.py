@@ -85,7 +85,7 @@ def run_cross_validation(
     require(-1 <= config.cv.fold < folds, "cv.fold", config.cv.fold, f"must be in 0..{folds - 1}, or -1 for all")
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    run_files.check_or_write_config(workdir, config)
+    run_files.check_or_write_config(workdir, config, write=jax.process_index() == 0)  # one writer per job
     selected = range(folds) if config.cv.fold < 0 else [config.cv.fold]
     results = []
     for fold in selected:

@@ -37,11 +37,13 @@ def time_calls(
     call: Callable[[], jax.Array], warmup: int = 2, min_calls: int = 5, min_seconds: float = 2.0
 ) -> list[float]:
     """Seconds per call, after `warmup` untimed calls (the first compiles); at least `min_calls` calls and
-    `min_seconds` in total."""
+    `min_seconds` in total. With several processes, exactly `min_calls`: each call is a collective, so every
+    process must make as many as the others, and each one's clock would stop at another count."""
     for _ in range(warmup):
         call().block_until_ready()
     times: list[float] = []
-    while len(times) < min_calls or sum(times) < min_seconds:
+    by_clock = jax.process_count() == 1
+    while len(times) < min_calls or (by_clock and sum(times) < min_seconds):
         start = time.perf_counter()
         call().block_until_ready()
         times.append(time.perf_counter() - start)

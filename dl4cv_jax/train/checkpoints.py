@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from dl4cv_jax.train import sharding
+
 LATEST = "latest"
 BEST = "best"
 
@@ -50,7 +52,11 @@ def _restore_args(target: Any) -> ocp.args.Composite:
 
 
 def _manager(directory: pathlib.Path) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    """One checkpoint kept. Its barriers (one process: none) are named after the directory (`latest`, `best`):
+    orbax names them by step alone (`async_write_complete.<step>`), and with two managers saving the same step
+    under one name a job of several processes fails ("Barrier ... is already ongoing")."""
+    multiprocessing = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=directory.name)
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, multiprocessing_options=multiprocessing)
     # Handlers named up front (not only through the save/restore args), so that `item_metadata` can read a
     # checkpoint's tree before restoring it.
     handlers = {"state": ocp.StandardCheckpointHandler(), "loop": ocp.JsonCheckpointHandler()}
@@ -121,7 +127,7 @@ class CheckpointStore:
                     raise self._write_error(name, error) from error
 
     def _write_error(self, which: str, error: BaseException) -> CheckpointWriteError:
-        kept = {name: self._steps_on_disk(name) for name in self._managers}  # orbax's own list may be stale
+        kept = {name: self.steps_on_disk(name) for name in self._managers}  # orbax's own list may be stale
         return CheckpointWriteError(
             f"cannot write checkpoint {self.step_directory(which, self._pending.get(which, -1))}: {_reason(error)}; "
             f"the checkpoints saved before are intact in {self.root} (steps: "
@@ -129,7 +135,8 @@ class CheckpointStore:
             + ")"
         )
 
-    def _steps_on_disk(self, which: str) -> list[int]:
+    def steps_on_disk(self, which: str) -> list[int]:
+        """The complete checkpoints in the `which` directory, oldest first (read from disk, not orbax's cache)."""
         directory = self.root / which
         return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
 
@@ -140,8 +147,10 @@ class CheckpointStore:
         """Moves an unreadable checkpoint out of its manager's directory (to checkpoints/unreadable/), so that
         the manager forgets it and later saves are not compared with it; returns where it went."""
         target = self.root / "unreadable" / f"{which}-{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(self.step_directory(which, step), target)
+        if sharding.is_writer():  # one process moves it, all wait for the move before they look again
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(self.step_directory(which, step), target)
+        sharding.barrier(f"set aside {which} {step}")
         self._managers[which].reload()
         return target
 

@@ -31,7 +31,7 @@ from dl4cv_jax.pretrained.preprocessing import resolve_preprocessing
 from dl4cv_jax.process import configure_process
 from dl4cv_jax.train import callbacks as callbacks_lib
 from dl4cv_jax.train import epoch_end, epoch_program, precision, run_files, sharding, steps, tta
-from dl4cv_jax.train.checkpoints import BEST, CheckpointStore
+from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
 from dl4cv_jax.train.finetune import finetune_optimizer, freeze_batch_norm, log_finetune
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
 from dl4cv_jax.train.warm_start import initial_variables
@@ -261,6 +261,7 @@ def train_and_evaluate(
     )
 
     store = CheckpointStore(workdir)
+    lost = False
     try:
         state, loop = epoch_end.restore_latest(store, state, config)
         all_callbacks = callbacks_lib.CallbackList(
@@ -269,9 +270,23 @@ def train_and_evaluate(
         state, loop = _fit(trainer, state, loop, store, all_callbacks, workdir)
         test = _test_best(trainer, state, store, workdir)
         all_callbacks.on_train_end(test)
+    except Exception as error:
+        lost = sharding.is_lost_process(error)
+        if lost:  # the store stays open: closing it would wait for the lost process in orbax's barriers
+            raise sharding.lost_process_error(error, _resume_point(store)) from error
+        raise
     finally:
-        store.close()
+        if not lost:
+            store.close()
+    sharding.barrier("run files complete")  # no process returns before process 0 has written the last file
     return test
+
+
+def _resume_point(store: CheckpointStore) -> str:
+    """Where a rerun resumes: the newest checkpoint on disk (orbax renames a checkpoint into place when complete)."""
+    steps = {which: store.steps_on_disk(which) for which in (LATEST, BEST)}
+    step, which = max(((s[-1], w) for w, s in steps.items() if s), default=(None, None))
+    return "no checkpoint yet" if step is None else f"last complete checkpoint: {store.step_directory(which, step)}"
 
 
 def _builtin_callbacks(config, workdir: pathlib.Path, loop: dict[str, Any], show_progress: bool) -> list:
@@ -283,8 +298,9 @@ def _builtin_callbacks(config, workdir: pathlib.Path, loop: dict[str, Any], show
         history = callbacks_lib.HistoryCSV(workdir / "history.csv", loop.get("history"))
         builtin += [history, callbacks_lib.TensorBoard(workdir)]
         builtin.append(CurvesPlot(workdir))  # curves.png, redrawn after each history.csv row
-    if config.profile_steps:
-        builtin.append(callbacks_lib.ProfileTrace(workdir / "profile", config.profile_steps))
+    if config.profile_steps:  # each process traces its own steps, into a folder of its own
+        folder = "profile" if jax.process_index() == 0 else f"profile/process_{jax.process_index()}"
+        builtin.append(callbacks_lib.ProfileTrace(workdir / folder, config.profile_steps))
     return builtin
 
 

@@ -15,6 +15,7 @@ import jax
 import ml_collections
 
 from dl4cv_jax.choices import ConfigError
+from dl4cv_jax.train import sharding
 
 PACKAGES = ("dl4cv_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-cpu", "numpy")
 
@@ -95,11 +96,13 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
     return merge_config(_default_config(), read_json(path))
 
 
-def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict, write: bool = True) -> None:
     """Writes config.json; if the workdir already holds a run with a different config, refuses to touch it.
 
     Resuming a run with other settings would silently mix two experiments in one workdir. A field added to
     configs/default.py since the run was written is no change while it keeps its default: the run ran that way.
+    With `write=False` (every process but the first of a job) it only checks, so that all processes refuse
+    together; the file appears by an atomic rename, so a check sees either no file or the whole of it.
     """
     path = pathlib.Path(workdir) / "config.json"
     current = config_to_dict(config)
@@ -118,7 +121,8 @@ def check_or_write_config(workdir: pathlib.Path, config: ml_collections.ConfigDi
                 "pass a new --workdir, or the same config to resume"
             )
         return
-    write_json(path, current)
+    if write:
+        write_json(path, current)
 
 
 def data_info(
@@ -144,13 +148,20 @@ def data_info(
 def write_run_files(
     workdir: pathlib.Path, config: ml_collections.ConfigDict, data: Any, preprocessing: str | None = None
 ) -> None:
-    """Creates `workdir` and writes (or checks, on resume) the files that describe the run before it trains."""
+    """Creates `workdir` and writes (or checks, on resume) the files that describe the run before it trains.
+
+    In a job of several processes every process checks config.json, process 0 alone writes, and all wait for it
+    (`sharding.barrier`) before going on: the workdir is shared, each file is written once.
+    """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    check_or_write_config(workdir, config)
-    write_json(workdir / "class_names.json", list(data.class_names))
-    write_json(workdir / "data_info.json", data_info(data, config, preprocessing))
-    record_run_start(workdir, config.seed)
+    writer = sharding.is_writer()
+    check_or_write_config(workdir, config, write=writer)
+    if writer:
+        write_json(workdir / "class_names.json", list(data.class_names))
+        write_json(workdir / "data_info.json", data_info(data, config, preprocessing))
+        record_run_start(workdir, config.seed)
+    sharding.barrier("run files written")
 
 
 def _git_commit() -> str | None:

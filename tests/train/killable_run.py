@@ -5,7 +5,9 @@ The hooks, switched on by environment variables, only announce and pause; the tr
 - every checkpoint (and item of one) that is written but not yet renamed into place prints `commit PATH`;
   with DL4CV_TEST_PAUSE_AT_COMMIT=N the N-th waits a minute there, so a test can kill the process in the
   middle of a save;
-- DL4CV_TEST_FILL_DISK_AFTER_EPOCH=K: after epoch K, the workdir's file system is filled up.
+- DL4CV_TEST_FILL_DISK_AFTER_EPOCH=K: after epoch K, the workdir's file system is filled up;
+- DL4CV_TEST_RECORD_WRITES=PREFIX: every file this process opens for writing (or renames) under the workdir is
+  listed, one path a line, in PREFIX-<JAX_PROCESS_ID>.txt, so a test can tell which process wrote what.
 """
 
 import os
@@ -68,12 +70,32 @@ def _fill_disk_after(epoch: int, workdir: pathlib.Path) -> None:
     callbacks.CallbackList.on_epoch_end = then_fill
 
 
+def _record_writes(prefix: str, workdir: pathlib.Path) -> None:
+    log = open(f"{prefix}-{os.environ.get('JAX_PROCESS_ID', '0')}.txt", "a", buffering=1)  # noqa: SIM115
+    root = str(workdir.absolute())
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], str | pathlib.Path):
+            path, mode, flags = args
+            if (mode is None and flags & writing) or (mode and any(c in mode for c in "wax+")):
+                if os.path.abspath(path).startswith(root):
+                    log.write(f"open {os.path.abspath(path)}\n")
+        elif event == "os.rename" and os.path.abspath(args[1]).startswith(root):
+            log.write(f"rename {os.path.abspath(args[1])}\n")
+
+    sys.addaudithook(hook)
+
+
 if __name__ == "__main__":
     _announce_steps()
     _announce_commits(int(os.environ.get("DL4CV_TEST_PAUSE_AT_COMMIT", "0")))
     if "DL4CV_TEST_FILL_DISK_AFTER_EPOCH" in os.environ:
         workdir = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--workdir="))
         _fill_disk_after(int(os.environ["DL4CV_TEST_FILL_DISK_AFTER_EPOCH"]), pathlib.Path(workdir))
+    if "DL4CV_TEST_RECORD_WRITES" in os.environ:
+        workdir = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--workdir="))
+        _record_writes(os.environ["DL4CV_TEST_RECORD_WRITES"], pathlib.Path(workdir))
     os.chdir(REPO)
     sys.argv = ["main.py", *sys.argv[1:]]
     runpy.run_path(str(REPO / "main.py"), run_name="__main__")
