@@ -50,6 +50,10 @@ flags.DEFINE_string(
     "class_map", None, "compare_models: folder class -> model class: JSON {folder: index}, or class names in order."
 )
 flags.DEFINE_integer("batch_size", 128, "compare_models: evaluation batch, and the batch of the images/second.")
+flags.DEFINE_string("gt", None, "eval_<task>: ground truth (COCO JSON, mask folder, MOTChallenge files, CSV).")
+flags.DEFINE_string("pred", None, "eval_<task>: predictions (COCO results JSON, mask folder, tracker files, CSV).")
+flags.DEFINE_integer("num_classes", 0, "eval_segmentation: classes (0: the largest index in the masks + 1).")
+flags.DEFINE_integer("ignore_index", 255, "eval_segmentation: ground-truth value of pixels that count nowhere.")
 # Several processes (docs/multihost.md); SLURM and TPU pods need none of these, jax reads their environment.
 flags.DEFINE_string(
     "coordinator", None, "host:port of process 0, for a job of several processes (JAX_COORDINATOR_ADDRESS)."
@@ -58,6 +62,7 @@ flags.DEFINE_integer("num_processes", None, "How many processes the job has (JAX
 flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1 (JAX_PROCESS_ID).")
 flags.DEFINE_integer("distributed_timeout", 60, "Seconds until a lost process stops the others (heartbeat, shutdown).")
 
+TASK_MODES = ("eval_detection", "eval_segmentation", "eval_tracking", "eval_regression")  # evaluation from files
 # The modes that read each mode-specific flag; given to another mode, the flag would be silently ignored.
 MODE_FLAGS = {
     "split": ("eval",),
@@ -72,6 +77,10 @@ MODE_FLAGS = {
     "data_dir": ("compare_models",),
     "class_map": ("compare_models",),
     "batch_size": ("compare_models",),
+    "gt": TASK_MODES,
+    "pred": TASK_MODES,
+    "num_classes": ("eval_segmentation",),
+    "ignore_index": ("eval_segmentation",),
 }
 TAKE_ARGUMENTS = ("compare", "predict", "compare_models")  # the modes that read positional arguments
 
@@ -197,6 +206,8 @@ def _command(argv: list[str]) -> Command:
     check_mode_flags(FLAGS.mode, {name for name in MODE_FLAGS if FLAGS[name].present})
     if FLAGS.mode == "sweep" and not FLAGS.sweep:
         raise app.UsageError("--mode=sweep needs --sweep=<file>, e.g. --sweep=experiments/optimizers.py")
+    if FLAGS.mode in TASK_MODES and not FLAGS.pred:
+        raise app.UsageError(f"--mode={FLAGS.mode} needs --pred=<predictions> (and --gt=<ground truth>)")
     if FLAGS.mode == "compare_models" and not FLAGS.data_dir:
         raise app.UsageError("--mode=compare_models needs --data_dir=<folder of class folders>")
     return Command(
@@ -217,6 +228,10 @@ def _command(argv: list[str]) -> Command:
         data_dir=FLAGS.data_dir,
         class_map=FLAGS.class_map,
         batch_size=FLAGS.batch_size,
+        gt=FLAGS.gt,
+        pred=FLAGS.pred,
+        num_classes=FLAGS.num_classes,
+        ignore_index=FLAGS.ignore_index,
     )
 
 

@@ -53,6 +53,10 @@ class Command:
     data_dir: str | None = None  # compare_models: the labelled folder, <class>/<images> (e.g. cifar10/test)
     class_map: str | None = None  # compare_models: folder class -> model class index
     batch_size: int = 128  # compare_models: evaluation batch and the images/second batch
+    gt: str | None = None  # eval_<task>: the ground-truth file or folder
+    pred: str | None = None  # eval_<task>: the predictions file or folder
+    num_classes: int = 0  # eval_segmentation: 0 = the largest class index in the masks + 1
+    ignore_index: int = 255  # eval_segmentation: ground-truth value of pixels that count nowhere
 
     @property
     def run_dir(self) -> pathlib.Path:
@@ -152,6 +156,29 @@ def lr_find(command: Command) -> None:
     find(command.config, new_or_run_folder(command.run_dir))
 
 
+def _task_mode(task: str, doc: str) -> Callable[[Command], None]:
+    """eval_<task>: score --pred against --gt from files (dl4cv_jax/evaluate/task_reports.py) into --workdir
+    (default runs/eval_<task>)."""
+
+    def mode(command: Command) -> None:
+        from dl4cv_jax.evaluate import task_reports
+
+        out = new_or_run_folder(command.workdir or pathlib.Path(f"runs/eval_{task}"))
+        if task == "segmentation":
+            task_reports.run_eval_segmentation(command.gt, command.pred, out, command.num_classes, command.ignore_index)
+        else:
+            getattr(task_reports, f"run_eval_{task}")(command.gt, command.pred, out)
+
+    mode.__doc__ = doc
+    return mode
+
+
+eval_detection = _task_mode("detection", "COCO box AP/AR of --pred (results JSON) against --gt (instances JSON)")
+eval_segmentation = _task_mode("segmentation", "IoU, precision, recall, F1 of --pred against --gt (PNG mask folders)")
+eval_tracking = _task_mode("tracking", "HOTA, MOTA, IDF1 of --pred against --gt (MOTChallenge text files)")
+eval_regression = _task_mode("regression", "MSE, MAE, R2 of --pred (CSV: target,prediction; or id,prediction + --gt)")
+
+
 MODES: dict[str, Callable[[Command], str | None]] = {
     "train": train,
     "eval": evaluate,
@@ -162,4 +189,8 @@ MODES: dict[str, Callable[[Command], str | None]] = {
     "sweep": sweep,
     "reproduce": reproduce,
     "lr_find": lr_find,
+    "eval_detection": eval_detection,
+    "eval_segmentation": eval_segmentation,
+    "eval_tracking": eval_tracking,
+    "eval_regression": eval_regression,
 }

@@ -43,6 +43,10 @@ def test_the_mode_flag_offers_the_table_and_command_defaults_are_the_flags_defau
         "sweep",
         "reproduce",
         "lr_find",
+        "eval_detection",
+        "eval_segmentation",
+        "eval_tracking",
+        "eval_regression",
     }
     defaults = Command()
     for name in main.MODE_FLAGS:  # each mode-specific flag is a Command field with the flag's default
