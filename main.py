@@ -144,10 +144,12 @@ def exit_before_finalization(line: str) -> None:
 
 def run_mode(mode: str, command: Command) -> None:
     """Runs one mode; bad input (a ConfigError, a missing or unreadable file), a diverged run or a mode's own
-    failure exits with status 1 and one `error:` line, no traceback."""
+    failure exits with status 1 and one `error:` line, no traceback. A run stopped by SIGTERM after saving its
+    checkpoint exits with PREEMPTED_EXIT_STATUS (75, dl4cv_jax/train/preemption.py) and one `preempted` line."""
     from dl4cv_jax.choices import ConfigError
     from dl4cv_jax.train.checkpoints import CheckpointWriteError, UnreadableCheckpointError
     from dl4cv_jax.train.loop import TrainingDivergedError
+    from dl4cv_jax.train.preemption import PREEMPTED_EXIT_STATUS, PreemptedError
     from dl4cv_jax.train.sharding import LostProcessError
 
     one_line = (ConfigError, TrainingDivergedError, UnreadableCheckpointError)
@@ -159,6 +161,9 @@ def run_mode(mode: str, command: Command) -> None:
         exit_before_finalization(f"error: {error}")
     except OSError as error:
         sys.exit(f"error: {os_error_line(error)}")
+    except PreemptedError as error:  # SIGTERM: saved at a step boundary; a status a job script can requeue on
+        print(error, file=sys.stderr, flush=True)
+        sys.exit(PREEMPTED_EXIT_STATUS)
     if failure:
         sys.exit(f"error: {failure}")
 

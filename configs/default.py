@@ -113,6 +113,7 @@ def get_config() -> ml_collections.ConfigDict:
     # --- Checkpoints and early stopping ----------------------------------------------------------------
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.monitor = "val_accuracy"  # val_loss (lower is better) | val_accuracy (higher is better)
+    config.checkpoint.every_steps = 0  # > 0: also save latest every N steps, mid-epoch (long epochs); 0 = off
     config.early_stopping = ml_collections.ConfigDict()
     config.early_stopping.patience = 0  # epochs without improvement of checkpoint.monitor; 0 = off
     config.early_stopping.min_delta = 0.0  # smallest improvement that resets the patience

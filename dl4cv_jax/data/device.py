@@ -169,8 +169,11 @@ def batch_maker(spec: tuple, num_classes: int):
     return make
 
 
-def train_batches(data: Data, config: ml_collections.ConfigDict, epoch: int, mesh: Mesh) -> Iterator[Batch]:
-    """The `steps_per_epoch` global training batches of `epoch`, sharded over `mesh`'s first axis.
+def train_batches(
+    data: Data, config: ml_collections.ConfigDict, epoch: int, mesh: Mesh, first_step: int = 0
+) -> Iterator[Batch]:
+    """The `steps_per_epoch` global training batches of `epoch` from batch `first_step` on, sharded over `mesh`'s
+    first axis.
 
     The same batches as `pipeline.train_batches` (same order, same augmentation parameters), as global arrays.
     """
@@ -178,7 +181,7 @@ def train_batches(data: Data, config: ml_collections.ConfigDict, epoch: int, mes
     make = _train_batch_fn(inputs.spec, inputs.num_classes, mesh)
     return (
         make(inputs.images, inputs.labels, inputs.order, inputs.tables, np.int32(step))
-        for step in range(inputs.order.shape[0])
+        for step in range(first_step, inputs.order.shape[0])
     )
 
 

@@ -33,9 +33,15 @@ _TENSORS: "weakref.WeakKeyDictionary[ArraySplit, tuple[tf.Tensor, tf.Tensor]]" =
 
 
 def train_batches(
-    data: Data, config: ml_collections.ConfigDict, epoch: int, process_index: int = 0, process_count: int = 1
+    data: Data,
+    config: ml_collections.ConfigDict,
+    epoch: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    first_step: int = 0,
 ) -> Iterator[Batch]:
-    """This process's slices of the `steps_per_epoch` global training batches of `epoch`.
+    """This process's slices of the `steps_per_epoch` global training batches of `epoch`, from batch `first_step`
+    on (a run resumed from a mid-epoch checkpoint continues with the batches it had not seen, none decoded twice).
 
     Yields {'image': uint8 [B_local, H, W, C], 'label': int32 [B_local]}, B_local = batch_size / process_count;
     with mixup or cutmix in the list, 'label' is float32 [B_local, num_classes] (soft targets).
@@ -54,11 +60,12 @@ def train_batches(
 
     if isinstance(split, StreamSplit):
         ds = _shuffled_stream(split, config, epoch).take(steps * config.batch_size)
-        ds = ds.batch(config.batch_size, drop_remainder=True)
+        ds = ds.batch(config.batch_size, drop_remainder=True).skip(first_step)  # a stream cannot seek: read past
         ds = ds.map(lambda *batch: _local_slice(batch, process_index, local))
     else:
         order = epoch_order(split.size, config.seed, epoch)[: steps * config.batch_size]
-        order = order.reshape(steps, config.batch_size)[:, process_index * local : (process_index + 1) * local]
+        rows = slice(process_index * local, (process_index + 1) * local)
+        order = order.reshape(steps, config.batch_size)[first_step:, rows]
         ds = _indexed_batches(split, order.reshape(-1), local)
     return _as_numpy(ds.map(augment, num_parallel_calls=AUTOTUNE), ("image", "label"))
 

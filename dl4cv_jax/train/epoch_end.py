@@ -7,7 +7,8 @@ separate run's would (the same history columns, the same loop state in its check
 The loop state is a small JSON dict saved with every checkpoint: epoch (epochs done), best_epoch, stopped_early,
 best and early (the two trackers), history (the history.csv rows so far, so that a run killed between its
 checkpoint and its history row resumes to the same file) and data (`run_files.data_info`, so class names
-travel with the weights).
+travel with the weights). A mid-epoch checkpoint (SIGTERM, checkpoint.every_steps) adds `epoch_steps`: the
+per-step train metrics of the batches of epoch `epoch` trained so far, whose count is the position within it.
 """
 
 import pathlib
@@ -15,6 +16,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 from absl import logging
 from flax.training.early_stopping import EarlyStopping
@@ -72,7 +74,9 @@ def restore_latest(
         for bad_which, bad_step, error in unreadable:
             moved = store.set_aside(bad_which, bad_step)
             logging.warning("checkpoint %s is unreadable (%s); moved to %s", bad_step, _first_line(error), moved)
-        logging.info("resuming from %s at epoch %d", store.step_directory(which, step), loop["epoch"])
+        within = len(seen_step_metrics(loop))  # > 0: a mid-epoch checkpoint (SIGTERM, checkpoint.every_steps)
+        where = f"after step {within} of epoch {loop['epoch'] + 1}" if within else f"at epoch {loop['epoch']}"
+        logging.info("resuming from %s %s", store.step_directory(which, step), where)
         return restored, loop
     if unreadable:
         which, step, error = unreadable[0]
@@ -133,6 +137,25 @@ def update_loop_state(
     if "history" in loop:  # absent in checkpoints saved before 2026-12-03: their runs keep cutting the file
         new["history"] = [*loop["history"], {key: logs[key] for key in HISTORY_FIELDS}]
     return new, bool(best.has_improved)
+
+
+def mid_epoch_loop_state(loop: dict[str, Any], history: list) -> dict[str, Any]:
+    """The loop state of a checkpoint taken after the `len(history)`-th step of epoch `loop["epoch"]` (0-based).
+
+    The step metrics are kept, not only their count: the epoch's train_loss and train_accuracy average all of
+    its steps, so the resumed run needs the ones it will not see again to write the same history row.
+    """
+    steps = jax.device_get(history)
+    return {**loop, "epoch_steps": {key: [float(m[key]) for m in steps] for key in steps[0]}}
+
+
+def seen_step_metrics(loop: dict[str, Any]) -> list[dict[str, np.float32]]:
+    """The per-step metrics saved by `mid_epoch_loop_state` ([] after a whole epoch), as float32 scalars again:
+    float32 -> JSON float -> float32 is exact, so the epoch's means come out bit for bit as without the stop."""
+    saved = loop.get("epoch_steps") or {}
+    columns = {key: np.asarray(values, np.float32) for key, values in saved.items()}
+    count = len(next(iter(columns.values()), ()))
+    return [{key: values[i] for key, values in columns.items()} for i in range(count)]
 
 
 def save_epoch(store: CheckpointStore, step: int, state: TrainState, loop: dict[str, Any], improved: bool) -> None:

@@ -12,7 +12,7 @@ import itertools
 import math
 import pathlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -30,7 +30,7 @@ from dl4cv_jax.models import MODELS, create_model
 from dl4cv_jax.pretrained.preprocessing import resolve_preprocessing
 from dl4cv_jax.process import configure_process
 from dl4cv_jax.train import callbacks as callbacks_lib
-from dl4cv_jax.train import epoch_end, epoch_program, precision, run_files, sharding, steps, tta
+from dl4cv_jax.train import epoch_end, epoch_program, precision, preemption, run_files, sharding, steps, tta
 from dl4cv_jax.train.checkpoints import BEST, LATEST, CheckpointStore
 from dl4cv_jax.train.finetune import finetune_optimizer, freeze_batch_norm, log_finetune
 from dl4cv_jax.train.state import TrainState, count_parameters, create_train_state
@@ -59,8 +59,9 @@ class Trainer:
     def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         return sharding.shard_batch(batch, sharding.batch_sharding(self.mesh))
 
-    def train_batches(self, epoch: int) -> Iterator[dict[str, jax.Array]]:
-        """The global batches of `epoch` (0-based), sharded over the mesh, ready for `train_step`.
+    def train_batches(self, epoch: int, first_step: int = 0) -> Iterator[dict[str, jax.Array]]:
+        """The global batches of `epoch` (0-based) from batch `first_step` on, sharded over the mesh, ready for
+        `train_step`.
 
         With `debug.overfit_batches=N`, every epoch is the first N batches of epoch 0, the same images with the
         same augmentation: a model that cannot drive their loss to ~0 has a bug.
@@ -69,19 +70,22 @@ class Trainer:
         epoch = 0 if overfit else epoch
         # data.pipeline='device' (dl4cv_jax/data/device.py): batches made on the devices, already global.
         if self.config.data.pipeline == "device":
-            batches = device.train_batches(self.data, self.config, epoch, self.mesh)
-            return itertools.islice(batches, overfit) if overfit else batches
-        local = data_lib.train_batches(self.data, self.config, epoch, jax.process_index(), jax.process_count())
+            batches = device.train_batches(self.data, self.config, epoch, self.mesh, first_step)
+            return itertools.islice(batches, overfit - first_step) if overfit else batches
+        index, count = jax.process_index(), jax.process_count()
+        local = data_lib.train_batches(self.data, self.config, epoch, index, count, first_step)
         if overfit:
-            local = itertools.islice(local, overfit)
+            local = itertools.islice(local, overfit - first_step)
         return map(self.put_batch, local)
 
-    def run_epoch_program(self, state: TrainState, epoch: int) -> tuple[TrainState, list[dict[str, Any]]]:
+    def run_epoch_program(
+        self, state: TrainState, epoch: int, first_step: int = 0
+    ) -> tuple[TrainState, list[dict[str, Any]]]:
         """data.scan_epoch: the epoch's steps (the same batches as `train_batches`) in one call; per-step metrics."""
         overfit = self.config.debug.overfit_batches
         inputs = device.epoch_inputs(self.data, self.config, 0 if overfit else epoch, self.mesh)
-        if overfit:
-            inputs = dataclasses.replace(inputs, order=inputs.order[:overfit])
+        if overfit or first_step:  # a resumed epoch's shorter scan compiles once more
+            inputs = dataclasses.replace(inputs, order=inputs.order[first_step : overfit or None])
         state, stacked = self.epoch_program(state, inputs)
         return state, epoch_program.per_step(jax.device_get(stacked))
 
@@ -123,10 +127,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     sharding.check_batch_size(config.eval_batch_size or config.batch_size, "eval_batch_size")
     precision.compute_dtype(config)
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", config.ema_decay, "must be in [0, 1)")
+    require(config.checkpoint.every_steps >= 0, "checkpoint.every_steps", config.checkpoint.every_steps, "must be >= 0")
     tta.check_tta(config.eval_tta)
     if config.data.scan_epoch:
         require(config.data.pipeline == "device", "data.scan_epoch", True, "needs data.pipeline='device'")
         require(not config.profile_steps, "data.scan_epoch", True, "cannot be traced per step: set profile_steps=0")
+        require(not config.checkpoint.every_steps, "data.scan_epoch", True, "runs whole epochs: set every_steps=0")
     require(
         not config.eval_tta or config.loss != "sigmoid_binary_cross_entropy",
         "eval_tta",
@@ -204,26 +210,40 @@ def _check_finite(loss: float, step: int, workdir: pathlib.Path) -> None:
 
 
 def train_epoch(
-    trainer: Trainer, state: TrainState, epoch: int, callbacks: callbacks_lib.Callback, workdir: pathlib.Path
+    trainer: Trainer,
+    state: TrainState,
+    epoch: int,
+    callbacks: callbacks_lib.Callback,
+    workdir: pathlib.Path,
+    seen: Sequence[dict[str, Any]] = (),
+    at_boundary: Callable[[int, TrainState, list], None] | None = None,
 ) -> tuple[TrainState, dict[str, float]]:
-    """One pass over the training batches of `epoch` (0-based); returns the state and mean train metrics."""
+    """One pass over the training batches of `epoch` (0-based); returns the state and mean train metrics.
+
+    `seen`: the per-step metrics of the batches a mid-epoch checkpoint had already trained; the pass continues
+    with the next batch and averages over all of them, as the uninterrupted epoch would. `at_boundary(step,
+    state, metrics so far)` runs after every step: the mid-epoch checkpoints, and PreemptedError to stop.
+    """
     config = trainer.config
-    step = epoch * trainer.steps_per_epoch
+    step = epoch * trainer.steps_per_epoch + len(seen)
     start = time.perf_counter()
     if trainer.epoch_program is not None:  # data.scan_epoch: one call; callbacks see each step afterwards
-        state, history = trainer.run_epoch_program(state, epoch)
+        state, history = trainer.run_epoch_program(state, epoch, len(seen))
         for metrics in history:
             step += 1
             callbacks.on_batch_end(step, metrics)
+        history = [*seen, *history]
     else:
-        history = []
-        for batch in trainer.train_batches(epoch):
+        history = list(seen)
+        for batch in trainer.train_batches(epoch, len(seen)):
             state, metrics = trainer.train_step(state, batch)
             step += 1
             history.append(metrics)
             callbacks.on_batch_end(step, metrics)
             if step % config.log_every_steps == 0:
                 _check_finite(float(metrics["loss"]), step, workdir)
+            if at_boundary is not None:
+                at_boundary(step, state, history)
         history = jax.device_get(history)
     means = {key: float(np.mean([m[key] for m in history])) for key in history[0]}
     seconds = time.perf_counter() - start
@@ -232,7 +252,7 @@ def train_epoch(
         "loss": float(means["loss"]),
         "accuracy": float(means["accuracy"]),
         "seconds": seconds,
-        "images_per_second": len(history) * config.batch_size / seconds,
+        "images_per_second": (len(history) - len(seen)) * config.batch_size / seconds,
     }
 
 
@@ -267,7 +287,8 @@ def train_and_evaluate(
         all_callbacks = callbacks_lib.CallbackList(
             [*_builtin_callbacks(config, workdir, loop, show_progress), *callbacks]
         )
-        state, loop = _fit(trainer, state, loop, store, all_callbacks, workdir)
+        with preemption.PreemptionWatch() as watch:  # SIGTERM: a checkpoint at the next step, PreemptedError
+            state, loop = _fit(trainer, state, loop, store, all_callbacks, workdir, watch)
         test = _test_best(trainer, state, store, workdir)
         all_callbacks.on_train_end(test)
     except Exception as error:
@@ -304,16 +325,21 @@ def _builtin_callbacks(config, workdir: pathlib.Path, loop: dict[str, Any], show
     return builtin
 
 
-def _fit(trainer, state, loop, store, callbacks, workdir):
+def _fit(trainer, state, loop, store, callbacks, workdir, watch):
     """The epoch loop: train, validate, log, checkpoint, early-stop, reduce on plateau (epoch_end.py keeps the
-    books, shared with vmap_seeds.py)."""
+    books, shared with vmap_seeds.py). Raises PreemptedError after the checkpoint of the step SIGTERM stopped at."""
     config = trainer.config
     callbacks.on_train_begin(loop["epoch"], config.num_epochs, trainer.steps_per_epoch)
+    seen = epoch_end.seen_step_metrics(loop)  # non-empty when resuming from a mid-epoch checkpoint
     for epoch in range(loop["epoch"], config.num_epochs):
         if loop["stopped_early"]:
             break
         callbacks.on_epoch_begin(epoch + 1)
-        state, train = train_epoch(trainer, state, epoch, callbacks, workdir)
+        at_boundary = functools.partial(
+            preemption.step_boundary, store, loop, watch, trainer.steps_per_epoch, config.checkpoint.every_steps
+        )
+        state, train = train_epoch(trainer, state, epoch, callbacks, workdir, seen, at_boundary)
+        seen = []
         val = evaluate(trainer, state, "val")
         step = (epoch + 1) * trainer.steps_per_epoch
         lr = epoch_end.learning_rate(trainer.schedule, state, step, config.grad_accum_steps)
@@ -325,6 +351,8 @@ def _fit(trainer, state, loop, store, callbacks, workdir):
             state = state.replace(plateau_state=plateau)
         epoch_end.save_epoch(store, step, state, loop, improved)
         callbacks.on_epoch_end(epoch + 1, logs)
+        if watch.reached(step):  # the signal came in the epoch's last step or its validation (or scan_epoch)
+            raise preemption.stopped(store, step, epoch + 1, trainer.steps_per_epoch)
         logging.info(
             "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs %.0f img/s%s",
             epoch + 1,
